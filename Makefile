@@ -1,0 +1,66 @@
+# Build every step into build/NN_name, and test them.
+#
+#   make                  build every step (build/01_socket ... )
+#   make 03_bind          build one step
+#   make test             build, then run the tests (pytest) against build/
+#   make test SANITIZE=1  the same with AddressSanitizer + UBSan, in build/sanitize/
+#   make clean
+#
+# CC and CFLAGS can be overridden as usual; the warnings stay errors.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+# Required whatever CFLAGS says: C11 plus POSIX, every warning an error.
+COURSE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Icommon
+
+BUILD = build
+ifeq ($(SANITIZE),1)
+BUILD = build/sanitize
+COURSE_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+STEPS      := $(notdir $(patsubst %/,%,$(sort $(wildcard steps/[0-9][0-9]_*/))))
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:common/%.c=$(BUILD)/common/%.o)
+COMMON_HDR := $(wildcard common/*.h)
+TEST_TOOLS := $(BUILD)/tests/server_create_check
+
+.PHONY: all test clean $(STEPS)
+all: $(STEPS:%=$(BUILD)/%)
+
+$(STEPS): %: $(BUILD)/%
+
+$(BUILD)/common/%.o: common/%.c $(COMMON_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+# A step is every .c file in its folder, linked with what it uses of common/.
+.SECONDEXPANSION:
+$(BUILD)/%: $$(wildcard steps/%/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
+
+# tcp_server_create() with its system calls wrapped, so the tests can make
+# each one fail in turn (see tests/c/server_create_check.c).
+$(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_server.c $(COMMON_HDR) $(BUILD)/libcommon.a
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) \
+	    -Wl,--wrap=socket,--wrap=setsockopt,--wrap=bind,--wrap=listen $(BUILD)/libcommon.a
+
+# pytest comes from the system's packages (Debian: python3-pytest); the first
+# python3 on PATH may be another interpreter that cannot see it.
+PYTHON ?= $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3 python; do \
+            "$$p" -c 'import pytest' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+
+test: all $(TEST_TOOLS)
+	@if [ -z "$(PYTHON)" ]; then \
+	    echo "make test: no Python with pytest found; install it: sudo apt-get install python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest"; \
+	    exit 1; fi
+	$(PYTHON) -m pytest -p no:cacheprovider tests --steps-dir=$(BUILD) $(PYTEST_ARGS)
+
+clean:
+	rm -rf build

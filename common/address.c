@@ -1,0 +1,101 @@
+/* address.c -- see address.h. */
+#include "address.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+int resolve_server_address(const char *host, int port, struct addrinfo **list,
+                           char *err, size_t err_size)
+{
+    /* LuaSocket spells "all interfaces" as "*"; getaddrinfo wants NULL. */
+    const char *node = (host == NULL || strcmp(host, "*") == 0) ? NULL : host;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;       /* IPv4 or IPv6, whatever HOST is */
+    hints.ai_socktype = SOCK_STREAM;   /* TCP */
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+
+    int rc = getaddrinfo(node, service, &hints, list);
+    if (rc != 0) {
+        /* EAI_SYSTEM keeps its real reason in errno; the others have their own. */
+        const char *reason = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+        snprintf(err, err_size, "getaddrinfo %s:%d: %s",
+                 node ? node : "*", port, reason);
+        return -1;
+    }
+    return 0;
+}
+
+char *format_address(const struct sockaddr *addr, socklen_t addr_len,
+                     char *buf, size_t buf_size)
+{
+    char host[INET6_ADDRSTRLEN];
+    char service[8];
+    int rc = getnameinfo(addr, addr_len, host, sizeof host, service,
+                         sizeof service, NI_NUMERICHOST | NI_NUMERICSERV);
+    if (rc != 0)
+        snprintf(buf, buf_size, "(%s address)", family_name(addr->sa_family));
+    else if (addr->sa_family == AF_INET6)
+        snprintf(buf, buf_size, "[%s]:%s", host, service);
+    else
+        snprintf(buf, buf_size, "%s:%s", host, service);
+    return buf;
+}
+
+int format_local_address(int fd, char *buf, size_t buf_size)
+{
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) == -1)
+        return -1;
+    format_address((struct sockaddr *)&local, local_len, buf, buf_size);
+    return 0;
+}
+
+const char *family_name(int family)
+{
+    switch (family) {
+    case AF_INET:  return "IPv4";
+    case AF_INET6: return "IPv6";
+    }
+    return "unknown family";
+}
+
+const char *errno_name(int errnum)
+{
+    /* The errors a learner meets in this course.  glibc's strerrorname_np()
+     * would do, but it is not POSIX and musl lacks it. */
+    static const struct { int number; const char *name; } names[] = {
+        { EACCES, "EACCES" },           { EADDRINUSE, "EADDRINUSE" },
+        { EADDRNOTAVAIL, "EADDRNOTAVAIL" }, { EAFNOSUPPORT, "EAFNOSUPPORT" },
+        { EAGAIN, "EAGAIN" },           { EBADF, "EBADF" },
+        { ECONNABORTED, "ECONNABORTED" }, { ECONNREFUSED, "ECONNREFUSED" },
+        { ECONNRESET, "ECONNRESET" },   { EINTR, "EINTR" },
+        { EINVAL, "EINVAL" },           { EMFILE, "EMFILE" },
+        { ENFILE, "ENFILE" },           { ENOBUFS, "ENOBUFS" },
+        { ENOMEM, "ENOMEM" },           { ENOPROTOOPT, "ENOPROTOOPT" },
+        { ENOTSOCK, "ENOTSOCK" },       { EOPNOTSUPP, "EOPNOTSUPP" },
+        { EPERM, "EPERM" },             { EPIPE, "EPIPE" },
+        { EPROTONOSUPPORT, "EPROTONOSUPPORT" }, { ETIMEDOUT, "ETIMEDOUT" },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].number == errnum)
+            return names[i].name;
+    return "unnamed errno";   /* strerror() still says what it means */
+}
+
+void format_call_error(char *err, size_t err_size, const char *call,
+                       const struct sockaddr *addr, socklen_t addr_len,
+                       int errnum)
+{
+    char where[ADDRESS_TEXT_SIZE];
+    format_address(addr, addr_len, where, sizeof where);
+    snprintf(err, err_size, "%s %s: %s (%s)", call, where, errno_name(errnum),
+             strerror(errnum));
+}

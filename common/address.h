@@ -1,0 +1,46 @@
+/*
+ * address.h -- resolving and naming socket addresses, for every step.
+ *
+ * Each step needs the same three chores that are not its lesson: turn HOST
+ * and PORT into a list of socket addresses, print an address the way a human
+ * reads it ("127.0.0.1:7777", "[::1]:7777"), and say which call failed on
+ * which address and why ("bind 127.0.0.1:7777: EADDRINUSE (Address already
+ * in use)").  They live here so the step programs can stay on their one call.
+ */
+#ifndef ADDRESS_H
+#define ADDRESS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <netdb.h>
+
+/* Longest text format_address() writes: "[" IPv6 "]:" port, plus the NUL. */
+#define ADDRESS_TEXT_SIZE 64
+
+/*
+ * The addresses a server on HOST:PORT may bind, as getaddrinfo() lists them
+ * (AI_PASSIVE, TCP).  HOST "*" or NULL means every interface.  Returns 0 and
+ * a list to free with freeaddrinfo(), or -1 with a one-line reason in err.
+ */
+int resolve_server_address(const char *host, int port, struct addrinfo **list,
+                           char *err, size_t err_size);
+
+/* "127.0.0.1:7777" or "[::1]:7777", numeric; returns buf. */
+char *format_address(const struct sockaddr *addr, socklen_t addr_len,
+                     char *buf, size_t buf_size);
+
+/* The socket's own address, from getsockname(), formatted; -1 on error. */
+int format_local_address(int fd, char *buf, size_t buf_size);
+
+/* "IPv4", "IPv6" or "unknown family". */
+const char *family_name(int family);
+
+/* "EADDRINUSE" for EADDRINUSE; "unnamed errno" for one it does not list. */
+const char *errno_name(int errnum);
+
+/* err = "CALL ADDRESS: ENAME (strerror text)", the course's error format. */
+void format_call_error(char *err, size_t err_size, const char *call,
+                       const struct sockaddr *addr, socklen_t addr_len,
+                       int errnum);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * args.h -- the command line every server step shares:
+ *
+ *     PROGRAM [OPTIONS] [HOST [PORT [BACKLOG]]]
+ *
+ * HOST defaults to "localhost" (this computer only); "*" means every
+ * interface.  PORT defaults to 7777; 0 lets the kernel pick.  BACKLOG
+ * defaults to 128.  Bad input prints one line and exits 2, before any socket
+ * exists, so nothing is ever left bound.
+ */
+#ifndef ARGS_H
+#define ARGS_H
+
+#include <stdbool.h>
+
+#define DEFAULT_HOST "localhost"
+#define DEFAULT_PORT 7777        /* not 5000: macOS's AirPlay receiver holds it */
+#define DEFAULT_BACKLOG 128
+
+/* The options a step accepts, or-ed together for parse_server_args(). */
+enum server_option {
+    OPTION_NO_REUSEADDR = 1 << 0,   /* --no-reuseaddr: skip SO_REUSEADDR */
+    OPTION_QUIET        = 1 << 1,   /* --quiet: no line per connection */
+    OPTION_MAX_CLIENTS  = 1 << 2,   /* --max-clients N */
+    OPTION_IDLE_TIMEOUT = 1 << 3,   /* --idle-timeout SECONDS (0: none) */
+};
+
+struct server_args {
+    const char *host;
+    int port;
+    int backlog;
+    bool reuseaddr;        /* true unless --no-reuseaddr */
+    bool quiet;
+    int max_clients;       /* default_max_clients unless --max-clients */
+    double idle_timeout;   /* seconds; 0 means never */
+};
+
+/*
+ * Fills args from argv, accepting the options in `accepted` (max_clients
+ * starts at default_max_clients).  On bad input prints "PROGRAM: reason" and
+ * a usage line to stderr and exits 2.  --help prints the usage and exits 0.
+ */
+void parse_server_args(int argc, char **argv, unsigned accepted,
+                       int default_max_clients, struct server_args *args);
+
+#endif

@@ -1,0 +1,86 @@
+/* signals.c -- see signals.h. */
+#include "signals.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The one piece of global state in the course: a signal handler can talk to
+ * the loop it interrupted in no other way.  Private to this file. */
+static volatile sig_atomic_t stop_signal;
+
+static void fail(const char *call)
+{
+    perror(call);
+    exit(1);
+}
+
+static void ignore_sigpipe(void)
+{
+    /* Writing to a peer that has gone raises SIGPIPE, whose default action
+     * kills the process; ignored, write() fails with EPIPE instead. */
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+        fail("signal SIGPIPE");
+}
+
+static sigset_t stop_signal_set(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    return set;
+}
+
+void hold_stop_signals(void)
+{
+    ignore_sigpipe();
+    sigset_t set = stop_signal_set();
+    if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+        fail("sigprocmask");
+}
+
+int wait_for_stop_signal(void)
+{
+    sigset_t set = stop_signal_set();
+    int signal_number;
+    int rc = sigwait(&set, &signal_number);
+    if (rc != 0) {
+        fprintf(stderr, "sigwait: %s\n", strerror(rc));
+        exit(1);
+    }
+    return signal_number;
+}
+
+static void on_stop_signal(int signal_number)
+{
+    stop_signal = signal_number;
+}
+
+void catch_stop_signals(void)
+{
+    ignore_sigpipe();
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;   /* no SA_RESTART: a blocked accept() or poll()
+                              returns EINTR so the loop sees the request */
+    if (sigaction(SIGINT, &action, NULL) == -1 || sigaction(SIGTERM, &action, NULL) == -1)
+        fail("sigaction");
+}
+
+bool stop_requested(void)
+{
+    return stop_signal != 0;
+}
+
+const char *stop_signal_name(void)
+{
+    switch (stop_signal) {
+    case SIGINT:  return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    }
+    return "none";
+}

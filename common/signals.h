@@ -1,0 +1,25 @@
+/*
+ * signals.h -- ending a server cleanly.
+ *
+ * Ctrl-C (SIGINT) and `kill` (SIGTERM) must end every step with exit 0 and
+ * every descriptor closed; a client that vanishes must never kill the server
+ * through SIGPIPE.  Two ways, for two kinds of program:
+ *
+ * - Steps 1-4 do nothing but wait: hold_stop_signals() first thing, so that a
+ *   signal sent early waits for us, then wait_for_stop_signal() at the end.
+ * - Servers with a loop call catch_stop_signals(): SIGINT/SIGTERM then
+ *   interrupt the blocking call (EINTR) and stop_requested() turns true.
+ */
+#ifndef SIGNALS_H
+#define SIGNALS_H
+
+#include <stdbool.h>
+
+void hold_stop_signals(void);
+int wait_for_stop_signal(void);          /* returns the signal number */
+
+void catch_stop_signals(void);
+bool stop_requested(void);
+const char *stop_signal_name(void);      /* "SIGINT", "SIGTERM" or "none" */
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * Step 3: bind() -- give the socket its address and port.
+ *
+ *     server:bind(host, port)                -- createTCPServer, line 3
+ *
+ * bind() claims HOST:PORT for this socket.  HOST decides who can reach it:
+ *
+ *     localhost    127.0.0.1 (or ::1): only programs on this computer
+ *     *            every interface (0.0.0.0): other computers too
+ *     198.51.100.1 that one interface only
+ *
+ * PORT 0 asks the kernel to pick a free port; getsockname() tells us which.
+ * Bound is not listening: a client that connects now is refused at once
+ * (the kernel answers its SYN with a RST), because nobody said "listen".
+ *
+ *     build/03_bind '*' 0              bound to 0.0.0.0:41237
+ *     nc -v 127.0.0.1 41237            Connection refused
+ *
+ * Usage: 03_bind [--no-reuseaddr] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
+ */
+#include "address.h"
+#include "args.h"
+#include "signals.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    struct server_args args;
+    parse_server_args(argc, argv, OPTION_NO_REUSEADDR, 0, &args);
+    hold_stop_signals();
+
+    char err[256];
+    struct addrinfo *addresses;
+    if (resolve_server_address(args.host, args.port, &addresses, err, sizeof err) == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+
+    /* Try each address HOST resolved to until every call succeeds. */
+    int listen_fd = -1;
+    struct addrinfo *ai;
+    for (ai = addresses; ai != NULL; ai = ai->ai_next) {
+        const char *failed_call = NULL;
+        const int on = 1;
+
+        listen_fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (listen_fd == -1)
+            failed_call = "socket";
+        else if (args.reuseaddr
+                 && setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1)
+            failed_call = "setsockopt SO_REUSEADDR";
+        else if (bind(listen_fd, ai->ai_addr, ai->ai_addrlen) == -1)
+            failed_call = "bind";
+
+        if (failed_call == NULL)
+            break;
+        format_call_error(err, sizeof err, failed_call, ai->ai_addr, ai->ai_addrlen, errno);
+        if (listen_fd != -1)
+            close(listen_fd);
+        listen_fd = -1;
+    }
+    if (listen_fd == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        freeaddrinfo(addresses);
+        return 1;
+    }
+
+    printf("socket fd %d (%s TCP)\n", listen_fd, family_name(ai->ai_family));
+
+    int reuseaddr = -1;
+    socklen_t option_len = sizeof reuseaddr;
+    if (getsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &option_len) == -1) {
+        perror("getsockopt SO_REUSEADDR");
+        return 1;
+    }
+    printf("SO_REUSEADDR = %d\n", reuseaddr);
+
+    char local[ADDRESS_TEXT_SIZE];
+    if (format_local_address(listen_fd, local, sizeof local) == -1) {
+        perror("getsockname");
+        return 1;
+    }
+    printf("bound to %s\n", local);
+    fflush(stdout);
+    freeaddrinfo(addresses);
+
+    wait_for_stop_signal();
+    close(listen_fd);
+    return 0;
+}

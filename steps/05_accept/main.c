@@ -1,0 +1,105 @@
+/*
+ * Step 5: accept() -- an iterative echo server.
+ *
+ *     local server = assert(createTCPServer(host, port, backlog))
+ *     while true do local client = server:accept() ... end
+ *
+ * Steps 1 to 4 are now one call, tcp_server_create() (common/tcp_server.c:
+ * the same socket, setsockopt, bind and listen, in the same order).  What is
+ * new is accept(): it takes the oldest finished connection off the queue
+ * step 4 showed filling up, and returns a *new* descriptor for it.  The
+ * listening socket stays as it was, ready for the next client.
+ *
+ * This server is iterative: it echoes one client until that client hangs
+ * up, and only then accepts the next.  A second client can connect (the
+ * kernel queues it, as in step 4) but hears nothing back until the first
+ * leaves.  Step 6 fixes that.
+ *
+ *     build/05_accept                  listening on 127.0.0.1:7777
+ *     nc 127.0.0.1 7777                type a line: it comes back
+ *
+ * Usage: 05_accept [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
+ */
+#include "address.h"
+#include "args.h"
+#include "signals.h"
+#include "tcp_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Echo until the client hangs up; returns why the connection ended. */
+static const char *echo_until_closed(int client_fd)
+{
+    char buffer[4096];
+    for (;;) {
+        ssize_t received = read(client_fd, buffer, sizeof buffer);
+        if (received == 0)
+            return "client closed";
+        if (received == -1) {
+            if (errno == EINTR && !stop_requested())
+                continue;
+            return stop_requested() ? "server stopping" : errno_name(errno);
+        }
+        /* write() may take less than we give it: loop until all is sent. */
+        for (ssize_t sent = 0; sent < received;) {
+            ssize_t n = write(client_fd, buffer + sent, (size_t)(received - sent));
+            if (n == -1) {
+                if (errno == EINTR && !stop_requested())
+                    continue;
+                return stop_requested() ? "server stopping" : errno_name(errno);
+            }
+            sent += n;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct server_args args;
+    parse_server_args(argc, argv, 0, 0, &args);
+    catch_stop_signals();
+
+    char err[TCP_SERVER_ERR_SIZE];
+    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
+    if (listen_fd == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+    char local[ADDRESS_TEXT_SIZE];
+    if (format_local_address(listen_fd, local, sizeof local) == -1) {
+        perror("getsockname");
+        return 1;
+    }
+    printf("listening on %s\n", local);
+    fflush(stdout);
+
+    while (!stop_requested()) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int client_fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
+        if (client_fd == -1) {
+            /* A signal, or a client that gave up while queued: not fatal. */
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            perror("accept");
+            close(listen_fd);
+            return 1;
+        }
+        char peer_text[ADDRESS_TEXT_SIZE];
+        format_address((struct sockaddr *)&peer, peer_len, peer_text, sizeof peer_text);
+        printf("accepted %s (fd %d)\n", peer_text, client_fd);
+        fflush(stdout);
+
+        const char *why = echo_until_closed(client_fd);
+        close(client_fd);
+        printf("closed %s: %s\n", peer_text, why);
+        fflush(stdout);
+    }
+
+    printf("stopping on %s\n", stop_signal_name());
+    close(listen_fd);
+    return 0;
+}
