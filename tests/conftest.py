@@ -1,0 +1,78 @@
+"""pytest set-up: the lab, the programs under test, and the no-skip rule.
+
+    python3 -m pytest tests                       test build/ (make test does this)
+    python3 -m pytest tests --steps-dir DIR       test your own builds in DIR
+    python3 -m pytest tests -k 03                 one step
+
+The whole run happens inside the lab (tests/lab.py): a private network with a
+second computer.  Where the lab cannot be made, the tests that need it are
+skipped with the reason; under CI (CI=true) nothing may be skipped.
+"""
+
+import os
+
+import pytest
+
+import lab as lab_module
+from programs import Program
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--steps-dir", default=os.path.join(ROOT, "build"),
+                     help="folder holding the programs to test (default: build/)")
+
+
+def pytest_configure(config):
+    # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
+    config.lab = lab_module.enter()
+
+
+def pytest_report_header(config):
+    return [config.lab.describe(), f"steps under test: {config.getoption('--steps-dir')}"]
+
+
+def pytest_unconfigure(config):
+    config.lab.close()
+
+
+def pytest_runtest_logreport(report):
+    # CI runs as root on Linux, where the lab always works: a skip there means
+    # a test silently did not run, so count it as a failure.
+    if os.environ.get("CI") == "true" and report.skipped and report.when in ("setup", "call"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under CI, where nothing may be skipped: {reason}"
+
+
+@pytest.fixture(scope="session")
+def lab(pytestconfig):
+    return pytestconfig.lab
+
+
+@pytest.fixture(scope="session")
+def remote_lab(lab):
+    """The lab with its second computer, or a skip saying what to enable."""
+    if not lab.remote:
+        pytest.skip(f"needs the second host: {lab.reason}")
+    return lab
+
+
+@pytest.fixture(scope="session")
+def private_lab(lab):
+    """The lab's private network (fixed ports cannot collide with the machine's)."""
+    if not lab.private:
+        pytest.skip(f"needs a private network namespace: {lab.reason}")
+    return lab
+
+
+@pytest.fixture(scope="session")
+def steps_dir(pytestconfig):
+    return pytestconfig.getoption("--steps-dir")
+
+
+@pytest.fixture
+def program(steps_dir):
+    """program("03_bind") -> the Program to run for that step."""
+    return lambda step: Program(steps_dir, step)

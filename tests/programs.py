@@ -1,0 +1,244 @@
+"""Running a step's program and talking to it, the way a learner would.
+
+Every failure raises AssertionError with a message written for a learner:
+which step, the command that ran, what was expected, what happened, and
+what it usually means.  Nothing here sleeps to synchronise: we wait for the
+program's own line ("listening on ADDR:PORT") or poll with a deadline.
+"""
+
+import os
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+ADDRESS_LINE = re.compile(r"^(bound to|listening on) (\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\s]+)):(?P<port>\d+)$")
+
+CONNECTED, REFUSED, TIMED_OUT, UNREACHABLE = "connected", "refused", "timed out", "unreachable"
+
+
+def explain(step, command, expected, happened, hint=""):
+    lines = [f"step {step}: {expected}",
+             f"  ran:       {command}",
+             f"  happened:  {happened}"]
+    if hint:
+        lines.append(f"  likely:    {hint}")
+    return "\n".join(lines)
+
+
+class Program:
+    """A step's program in a steps folder: a built binary, or a .lua script."""
+
+    def __init__(self, steps_dir, step):
+        self.step = step
+        binary = os.path.join(steps_dir, step)
+        script = binary + ".lua"
+        if os.access(binary, os.X_OK):
+            self.argv = [binary]
+            self.shown = os.path.relpath(binary)
+        elif os.path.exists(script):
+            lua = shutil.which("lua5.4") or shutil.which("lua") or "lua5.4"
+            self.argv = [lua, script]
+            self.shown = f"lua5.4 {os.path.relpath(script)}"
+        else:
+            raise AssertionError(explain(
+                step, f"(nothing: {os.path.relpath(binary)} does not exist)",
+                "the program must be built before it can be tested",
+                f"{os.path.relpath(binary)} is missing",
+                f"run `make {step}` (or `make`) first; check --steps-dir"))
+
+    def command(self, args):
+        return " ".join([self.shown] + [shlex.quote(str(a)) for a in args])
+
+    def run(self, *args, timeout=10, env=None, prefix=()):
+        """Run to completion (for bad input); returns CompletedProcess."""
+        try:
+            return subprocess.run(list(prefix) + self.argv + [str(a) for a in args],
+                                  capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL, env=env)
+        except subprocess.TimeoutExpired as error:
+            raise AssertionError(explain(
+                self.step, self.command(args), f"the program should exit within {timeout} s",
+                "it was still running", "bad input must end the program at once")) from error
+
+    def start(self, *args, expect=ADDRESS_LINE, timeout=5, env=None, prefix=()):
+        """Start it and wait for its first line matching `expect`."""
+        return Server(self, [str(a) for a in args], expect, timeout, env, prefix)
+
+
+class Server:
+    """A running program.  Use as a context manager: leaving stops it with
+    SIGTERM and checks that it exits 0, as every step must."""
+
+    def __init__(self, program, args, expect, timeout, env, prefix):
+        self.program = program
+        self.step = program.step
+        self.args = args
+        self.command = program.command(args)
+        self.lines = []
+        self.stopped = False
+        self._pending = b""
+        self.proc = subprocess.Popen(list(prefix) + program.argv + args,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        match = self.wait_for_line(expect, timeout)
+        self.first_line = match.string
+        self.host = self.port = None
+        if match.re is ADDRESS_LINE:
+            self.host = match.group("v6") or match.group("v4")
+            self.port = int(match.group("port"))
+            self.family = socket.AF_INET6 if match.group("v6") else socket.AF_INET
+
+    # -- what it prints ------------------------------------------------------
+
+    def _read_available(self):
+        try:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self._pending += chunk
+        *complete, self._pending = self._pending.split(b"\n")
+        self.lines.extend(line.decode(errors="replace") for line in complete)
+        return True
+
+    def wait_for_line(self, pattern, timeout=5, start=0):
+        """Wait until a line from index `start` on matches; returns the match."""
+        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        seen = start
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while True:
+                for line in self.lines[seen:]:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if selector.select(left) and not self._read_available():
+                    break   # end of output: the program exited
+        self.proc.poll()
+        status = ("it is still running" if self.proc.returncode is None
+                  else f"it exited with status {self.proc.returncode}")
+        raise AssertionError(explain(
+            self.step, self.command, f"expected a line matching /{pattern.pattern}/ within {timeout} s",
+            f"{status}; it printed {self.lines!r}; stderr: {self.stderr_so_far()!r}",
+            "compare the output with the lesson's transcript; is stdout flushed (fflush)?"))
+
+    def stderr_so_far(self):
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace").strip()
+
+    # -- stopping it ---------------------------------------------------------
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        """Send sig; returns (exit status, stdout lines, stderr)."""
+        if not self.stopped:
+            self.stopped = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.returncode = "still running"
+                os.set_blocking(self.proc.stdout.fileno(), True)
+                self._rest = self.proc.stdout.read().decode(errors="replace")
+                self.stderr = self.proc.stderr.read().decode(errors="replace")
+                raise AssertionError(explain(
+                    self.step, self.command, f"{signal.Signals(sig).name} should end it within {timeout} s",
+                    "it kept running and had to be killed",
+                    "a blocking call restarted after the signal (SA_RESTART?), or the loop "
+                    "does not check for the stop request"))
+            self.returncode = self.proc.returncode
+            os.set_blocking(self.proc.stdout.fileno(), True)
+            rest = self.proc.stdout.read()
+            self._pending += rest
+            if self._pending:
+                self.lines.extend(line.decode(errors="replace")
+                                  for line in self._pending.split(b"\n") if line)
+                self._pending = b""
+            self.stderr = self.proc.stderr.read().decode(errors="replace")
+        return self.returncode
+
+    def expect_clean_exit(self, sig=signal.SIGTERM):
+        status = self.stop(sig)
+        assert status == 0, explain(
+            self.step, self.command, f"{signal.Signals(sig).name} should end it with exit status 0",
+            f"exit status {status}; stderr: {self.stderr.strip()!r}",
+            "a negative status is the signal's default action: catch or block it; "
+            "a sanitizer report in stderr names the line at fault")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.expect_clean_exit()
+        else:
+            try:
+                self.stop()
+            except AssertionError:
+                pass
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def open_fds(self):
+        """The descriptors the program holds now, from /proc (Linux)."""
+        return sorted(int(fd) for fd in os.listdir(f"/proc/{self.pid}/fd"))
+
+
+# -- clients ---------------------------------------------------------------
+
+def connect(lab, host, port, where="local", timeout=2.0):
+    """Try to connect; returns (outcome, socket or None)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = lab.socket(family, where)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, port))
+    except ConnectionRefusedError:
+        sock.close()
+        return REFUSED, None
+    except (socket.timeout, TimeoutError):
+        sock.close()
+        return TIMED_OUT, None
+    except OSError as error:
+        sock.close()
+        return f"{UNREACHABLE} ({error.strerror})", None
+    return CONNECTED, sock
+
+
+def recv_exactly(sock, size, timeout=5.0):
+    """Read exactly size bytes or fail after timeout; returns what came."""
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(size - len(data))
+        except (socket.timeout, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
