@@ -1,0 +1,93 @@
+"""Bad input, for every step: one clear line on stderr, a non-zero exit
+(2 for usage errors, 1 for failures at run time), and nothing left listening.
+
+The steps are the folders under steps/, so later steps are checked as soon
+as they exist.
+"""
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from lab import REMOTE_V4
+from programs import explain
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALL_STEPS = sorted(name for name in os.listdir(os.path.join(ROOT, "steps"))
+                   if name[:2].isdigit())
+BINDING_STEPS = [step for step in ALL_STEPS if step >= "03"]
+
+USAGE_ERRORS = [
+    (["localhost", "http"], "port 'http': not a whole number"),
+    (["localhost", "99999"], "port '99999': out of range (0-65535)"),
+    (["localhost", "65536"], "port '65536': out of range (0-65535)"),
+    (["localhost", "-1"], "port '-1': not a whole number"),
+    (["localhost", "7777", "many"], "backlog 'many': not a whole number"),
+    (["localhost", "7777", "5", "extra"], "too many arguments"),
+    (["--frobnicate"], "option '--frobnicate': unknown option"),
+    ([""], "host '': empty"),
+]
+
+
+def listeners():
+    return subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+
+
+def check_failure(program, step, args, status, message, prefix=()):
+    before = listeners()
+    result = program(step).run(*args, prefix=prefix)
+    command = program(step).command(args)
+    lines = result.stderr.splitlines()
+    assert result.returncode == status, explain(
+        step, command, f"exit status {status} ({'usage error' if status == 2 else 'run-time failure'})",
+        f"exit status {result.returncode}, stderr {result.stderr.strip()!r}")
+    assert len(lines) == 1 and message in lines[0], explain(
+        step, command, f"one line on stderr containing {message!r}", f"stderr {lines!r}")
+    assert result.stdout == "", explain(step, command, "nothing on stdout (no 'listening on')",
+                                        repr(result.stdout))
+    assert listeners() == before, explain(step, command, "nothing left listening",
+                                          f"ss -ltn before:\n{before}after:\n{listeners()}")
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) or "''" for a, _ in USAGE_ERRORS])
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_usage_errors_exit_2(program, step, args, message):
+    check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_unknown_host_exits_1(program, step):
+    check_failure(program, step, ["no-such-host.invalid", "7777"], 1,
+                  "getaddrinfo no-such-host.invalid:7777:")
+
+
+@pytest.mark.parametrize("step", BINDING_STEPS)
+def test_port_in_use_exits_1(program, private_lab, step):
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        check_failure(program, step, ["127.0.0.1", str(port)], 1,
+                      f"bind 127.0.0.1:{port}: EADDRINUSE (Address already in use)")
+
+
+@pytest.mark.parametrize("step", BINDING_STEPS)
+def test_privileged_port_without_the_right_exits_1(program, private_lab, step):
+    # An ordinary user has no capabilities; drop ours so port 80 is refused.
+    drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
+    check_failure(program, step, ["127.0.0.1", "80"], 1,
+                  "bind 127.0.0.1:80: EACCES (Permission denied)", prefix=drop)
+
+
+@pytest.mark.parametrize("step", BINDING_STEPS)
+def test_address_not_on_this_computer_exits_1(program, remote_lab, step):
+    check_failure(program, step, [REMOTE_V4, "7777"], 1,
+                  f"bind {REMOTE_V4}:7777: EADDRNOTAVAIL")
+
+
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_help_exits_0(program, step):
+    result = program(step).run("--help")
+    assert result.returncode == 0 and "usage:" in result.stdout, explain(
+        step, program(step).command(["--help"]), "a usage text on stdout and exit 0",
+        f"exit {result.returncode}, stdout {result.stdout!r}")
