@@ -1,0 +1,146 @@
+/*
+ * connections.h -- the clients of an echo server that serves many at once.
+ *
+ * Steps 6 (a frame loop), 7 (poll) and 8 (epoll) differ only in HOW they
+ * learn that a socket is ready.  WHAT they do once it is ready is the same,
+ * and it is the hard part, so it lives here:
+ *
+ *   - a table of at most max_clients connections, each with a non-blocking
+ *     socket, its peer's address as text, the time it last moved a byte, and
+ *     a bounded output buffer: the bytes read from the client and not yet
+ *     echoed back.  For an echo server that buffer is also the read buffer:
+ *     read() lands straight in its free end, write() takes from its front.
+ *   - accepting every client waiting on a non-blocking listening socket.  The
+ *     one over max_clients is sent one line and closed.  Temporary accept()
+ *     failures never end the server: ECONNABORTED and friends are skipped;
+ *     EMFILE/ENFILE (out of descriptors) use a spare descriptor kept open for
+ *     the purpose (close it, accept, send one line, close, reopen it), so the
+ *     waiting client leaves the queue and the loop does not spin on it.  If
+ *     even that fails, accepting pauses for a moment: connections_accepting()
+ *     turns false, and the step must stop watching the listening socket.
+ *   - backpressure: a client whose unsent output reaches OUTPUT_LIMIT is not
+ *     read from until it drains (connection_wants() stops asking for READ),
+ *     so a client that sends much and reads slowly costs bounded memory.
+ *   - ending: a client that closes, or only shuts its write side (half-close),
+ *     first gets everything it is owed, then is closed; a reset or other
+ *     error closes it at once; so does --idle-timeout.  Each connection logs
+ *     one line when it opens and one when it closes, saying why (unless
+ *     --quiet):
+ *
+ *         accepted 127.0.0.1:50522 (fd 5)
+ *         closed 127.0.0.1:50522: client closed
+ *         closed 127.0.0.1:50524: ECONNRESET (Connection reset by peer)
+ *         closed 127.0.0.1:50526: idle for 10 s
+ *         closed 127.0.0.1:50528: server stopping
+ *         refused 127.0.0.1:50530: too many clients (max 1000)
+ *
+ * A step's loop, whatever tells it which sockets are ready:
+ *
+ *     set_nonblocking(listen_fd);
+ *     connections_init(&table, &args);
+ *     while (!stop_requested()) {
+ *         int timeout_ms = connections_expire(&table);   // idle clients go
+ *         ... watch listen_fd for reading if connections_accepting(&table),
+ *         ... and each slot with fd != -1 for connection_wants(slot) ...
+ *         ... wait up to timeout_ms ...
+ *         ... listening socket readable:
+ *                 while ((c = connection_accept(&table, listen_fd)) != NULL)
+ *                     start watching c->fd;
+ *         ... a client's socket ready (READ, WRITE, or ERROR for hang-up/error):
+ *                 connection_handle(&table, c, ready);   // c->fd == -1 after
+ *     }                                                   // if it closed
+ *     connections_close_all(&table, "server stopping");
+ *     connections_free(&table);
+ *
+ * Slots never move: a closed slot just gets fd -1 and may be reused by the
+ * next accept, so a loop over the ready sockets is never disturbed by one
+ * that closes.  Closing a descriptor removes it from an epoll set by itself.
+ */
+#ifndef CONNECTIONS_H
+#define CONNECTIONS_H
+
+#include "address.h"
+#include "args.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Unsent output at which we stop reading a client: the per-client memory bound. */
+#define OUTPUT_LIMIT (64 * 1024)
+
+/* What a socket is ready for (connection_handle) or wants (connection_wants). */
+enum connection_ready {
+    CONNECTION_READ  = 1 << 0,   /* data or end of input to read: POLLIN, EPOLLIN */
+    CONNECTION_WRITE = 1 << 1,   /* room to send: POLLOUT, EPOLLOUT */
+    CONNECTION_ERROR = 1 << 2,   /* error or hang-up: POLLERR/POLLHUP, EPOLLERR/EPOLLHUP */
+};
+
+struct connection {
+    int fd;                          /* -1 while this slot is free */
+    char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
+    char *output;                    /* OUTPUT_LIMIT bytes, or NULL while empty */
+    size_t output_start;             /* owed bytes are output[start..end) */
+    size_t output_end;
+    bool input_ended;                /* the client shut its write side (read gave 0) */
+    double last_active;              /* monotonic_seconds() of the last byte moved */
+    unsigned watched;                /* free for the step: what its poller was last told */
+};
+
+struct connection_table {
+    struct connection *slots;        /* max_clients of them */
+    int max_clients;
+    int count;                       /* slots in use */
+    bool quiet;                      /* no line per connection */
+    double idle_timeout;             /* seconds; 0: never */
+    double next_idle_check;          /* no client can be idle too long before this */
+    double accept_paused_until;      /* after accept() failed and the spare could not help */
+    int spare_fd;                    /* held open to be given up on EMFILE; -1 if none */
+};
+
+/* Seconds on a clock that never jumps (CLOCK_MONOTONIC). */
+double monotonic_seconds(void);
+
+/* O_NONBLOCK on: calls on fd return EAGAIN instead of waiting.  0, or -1 + errno. */
+int set_nonblocking(int fd);
+
+/* An empty table sized and configured from args (max_clients, quiet,
+ * idle_timeout).  0, or -1 with errno (ENOMEM). */
+int connections_init(struct connection_table *table, const struct server_args *args);
+
+/* Closes every client, logging "closed PEER: reason" for each. */
+void connections_close_all(struct connection_table *table, const char *reason);
+
+/* Closes whatever clients are left and the spare, and frees the slots. */
+void connections_free(struct connection_table *table);
+
+/* False for a moment after accept() failed in a way the spare descriptor
+ * could not fix: do not watch the listening socket until it turns true
+ * (connections_expire's timeout says when to look again). */
+bool connections_accepting(const struct connection_table *table);
+
+/* The next waiting client, accepted, made non-blocking, logged, in a slot;
+ * NULL once nobody is waiting (or accepting is paused).  Clients over
+ * max_clients and temporary failures are dealt with inside: call it in a
+ * loop until NULL. */
+struct connection *connection_accept(struct connection_table *table, int listen_fd);
+
+/* The events this client's socket should be watched for now: READ unless its
+ * output is full or its input ended; WRITE while output is owed. */
+unsigned connection_wants(const struct connection *c);
+
+/* Does what the socket is ready for (an or of enum connection_ready): reads
+ * into the output buffer, sends what it can, and closes the connection when
+ * it is over (then c->fd == -1).  A spurious event is harmless. */
+void connection_handle(struct connection_table *table, struct connection *c,
+                       unsigned ready);
+
+/* Logs "closed PEER: reason", closes the socket, frees the slot. */
+void connection_close(struct connection_table *table, struct connection *c,
+                      const char *reason);
+
+/* Does what the clock says is due: closes clients idle for idle_timeout and
+ * ends an accept pause.  Returns how many milliseconds the loop may wait
+ * before calling it again: -1 when nothing is due (wait for events only). */
+int connections_expire(struct connection_table *table);
+
+#endif
