@@ -1,0 +1,137 @@
+/*
+ * Step 7: poll() -- an event-driven echo server.
+ *
+ *     local ready = socket.select(clients_and_server, clients_with_output)
+ *
+ * Step 5 served one client at a time.  Step 6 served many from a frame loop
+ * that asks every socket, 60 times a second, "anything for me?" -- with a
+ * zero timeout, because its host program must never wait.  A program whose
+ * only job is serving can do better: hand the kernel the whole list of
+ * sockets and sleep inside poll() until one of them is ready.  No frames, no
+ * busy waiting: with nothing to do this server uses no CPU at all, and it
+ * answers as soon as a byte arrives instead of at the next frame.
+ *
+ * Each round builds the list afresh from the table of connections
+ * (common/connections.h): the listening socket, watched for new clients,
+ * then every client, watched for what it wants now -- POLLIN while it may
+ * send more, POLLOUT while we owe it output.  poll() fills in `revents`;
+ * POLLHUP and POLLERR come whether asked for or not and must be handled, or a
+ * hung-up client makes poll() return at once, forever.  The timeout is the
+ * time until the next client would be idle too long (-1: none).
+ *
+ *     build/07_poll                          listening on 127.0.0.1:7777
+ *     nc 127.0.0.1 7777  (several at once)   each gets its own lines back
+ *
+ * Usage: 07_poll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
+ *                [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
+ * N defaults to 1000; no idle timeout unless given.
+ */
+#include "address.h"
+#include "args.h"
+#include "connections.h"
+#include "signals.h"
+#include "tcp_server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_CLIENTS 1000
+
+static short poll_events(unsigned wants)
+{
+    return (short)((wants & CONNECTION_READ ? POLLIN : 0)
+                   | (wants & CONNECTION_WRITE ? POLLOUT : 0));
+}
+
+static unsigned ready_from(short revents)
+{
+    return (revents & POLLIN ? CONNECTION_READ : 0)
+           | (revents & POLLOUT ? CONNECTION_WRITE : 0)
+           | (revents & (POLLHUP | POLLERR | POLLNVAL) ? CONNECTION_ERROR : 0);
+}
+
+int main(int argc, char **argv)
+{
+    struct server_args args;
+    parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
+                      DEFAULT_MAX_CLIENTS, &args);
+    catch_stop_signals();
+
+    char err[TCP_SERVER_ERR_SIZE];
+    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
+    if (listen_fd == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
+     * waiting there while the other clients starve. */
+    char local[ADDRESS_TEXT_SIZE];
+    if (set_nonblocking(listen_fd) == -1
+        || format_local_address(listen_fd, local, sizeof local) == -1) {
+        perror(argv[0]);
+        close(listen_fd);
+        return 1;
+    }
+
+    struct connection_table table;
+    /* One pollfd for the listening socket, one per possible client; the
+     * matching client of fds[i] is clients[i]. */
+    struct pollfd *fds = calloc((size_t)args.max_clients + 1, sizeof *fds);
+    struct connection **clients = calloc((size_t)args.max_clients + 1, sizeof *clients);
+    if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
+        perror(argv[0]);
+        return 1;
+    }
+    printf("listening on %s\n", local);
+    fflush(stdout);
+
+    while (!stop_requested()) {
+        int timeout_ms = connections_expire(&table);
+
+        fds[0].fd = listen_fd;
+        fds[0].events = connections_accepting(&table) ? POLLIN : 0;
+        fds[0].revents = 0;
+        nfds_t count = 1;
+        for (int i = 0; i < table.max_clients; i++) {
+            struct connection *c = &table.slots[i];
+            if (c->fd == -1)
+                continue;
+            fds[count].fd = c->fd;
+            fds[count].events = poll_events(connection_wants(c));
+            fds[count].revents = 0;
+            clients[count] = c;
+            count++;
+        }
+
+        int ready = poll(fds, count, timeout_ms);
+        if (ready == -1) {
+            if (errno == EINTR)
+                continue;              /* a signal: the loop test decides */
+            perror("poll");
+            break;
+        }
+
+        /* Slots never move, so closing one here cannot make us skip another. */
+        for (nfds_t i = 1; i < count; i++)
+            if (fds[i].revents != 0)
+                connection_handle(&table, clients[i], ready_from(fds[i].revents));
+
+        if (fds[0].revents & POLLIN)
+            while (connection_accept(&table, listen_fd) != NULL)
+                ;                      /* next round watches the new ones */
+    }
+
+    if (stop_requested()) {
+        printf("stopping on %s\n", stop_signal_name());
+        fflush(stdout);
+    }
+    connections_close_all(&table, "server stopping");
+    connections_free(&table);
+    free(clients);
+    free(fds);
+    close(listen_fd);
+    return stop_requested() ? 0 : 1;
+}
