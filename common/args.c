@@ -9,11 +9,12 @@
 
 static void print_usage(FILE *out, const char *program, unsigned accepted)
 {
-    fprintf(out, "usage: %s%s%s%s%s [HOST [PORT [BACKLOG]]]\n", program,
+    fprintf(out, "usage: %s%s%s%s%s%s [HOST [PORT [BACKLOG]]]\n", program,
             accepted & OPTION_NO_REUSEADDR ? " [--no-reuseaddr]" : "",
             accepted & OPTION_QUIET ? " [--quiet]" : "",
             accepted & OPTION_MAX_CLIENTS ? " [--max-clients N]" : "",
-            accepted & OPTION_IDLE_TIMEOUT ? " [--idle-timeout SECONDS]" : "");
+            accepted & OPTION_IDLE_TIMEOUT ? " [--idle-timeout SECONDS]" : "",
+            accepted & OPTION_FPS ? " [--fps N]" : "");
     fprintf(out, "  HOST     localhost (default), * for every interface, or an address\n"
                  "  PORT     0-65535, default %d; 0 lets the kernel pick\n"
                  "  BACKLOG  length of the accept queue, default %d\n",
@@ -57,6 +58,7 @@ void parse_server_args(int argc, char **argv, unsigned accepted,
     args->quiet = false;
     args->max_clients = default_max_clients;
     args->idle_timeout = 0;
+    args->fps = DEFAULT_FPS;
 
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -92,6 +94,11 @@ void parse_server_args(int argc, char **argv, unsigned accepted,
                 usage_error(program, "idle timeout", text,
                             "not a number of seconds from 0 to 86400");
             args->idle_timeout = seconds;
+        } else if (strcmp(option, "--fps") == 0 && (accepted & OPTION_FPS)) {
+            if (!has_value)
+                usage_error(program, "option", option, "needs a number");
+            args->fps = (int)parse_number(program, "frames per second",
+                                          argv[++i], 1, 1000);
         } else {
             usage_error(program, "option", option, "unknown option");
         }

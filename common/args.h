@@ -23,7 +23,10 @@ enum server_option {
     OPTION_QUIET        = 1 << 1,   /* --quiet: no line per connection */
     OPTION_MAX_CLIENTS  = 1 << 2,   /* --max-clients N */
     OPTION_IDLE_TIMEOUT = 1 << 3,   /* --idle-timeout SECONDS (0: none) */
+    OPTION_FPS          = 1 << 4,   /* --fps N: frames per second (step 6) */
 };
+
+#define DEFAULT_FPS 60
 
 struct server_args {
     const char *host;
@@ -33,6 +36,7 @@ struct server_args {
     bool quiet;
     int max_clients;       /* default_max_clients unless --max-clients */
     double idle_timeout;   /* seconds; 0 means never */
+    int fps;               /* DEFAULT_FPS unless --fps */
 };
 
 /*
