@@ -1,0 +1,221 @@
+/*
+ * Step 6: a frame loop -- serving many clients from a program that must
+ * never wait.
+ *
+ *     -- every frame, 60 times a second:
+ *     local ready = socket.select(clients_and_server, clients_with_output, 0)
+ *
+ * Step 5 waited: in accept() for the next client, then in read() for that
+ * client's next line, so a second client heard nothing until the first
+ * left.  Many programs cannot wait at all: a game, a renderer, a GUI already
+ * has a loop that must draw a frame 60 times a second, and a server put
+ * inside it must share each frame without ever holding it up.  So the
+ * server is created once at start-up, and every frame does four things:
+ *
+ *   1. poll() with a timeout of ZERO: the kernel says which sockets are
+ *      ready *now* and returns at once.  Any other timeout would eat into the
+ *      frame; a blocking accept() or read() could freeze the whole program
+ *      on one silent client.  The sockets are non-blocking as well, so no
+ *      call on them can wait either.
+ *   2. serve what is ready: accept whoever is waiting, read what has
+ *      arrived, write what the socket takes now (the rest waits for a later
+ *      frame), drop the clients that left.  The table of connections and the
+ *      per-client work are in common/connections.h, shared with steps 7-8.
+ *   3. the host program's own frame work.  Here it only counts frames and,
+ *      once a second, says how many there were.
+ *   4. sleep until the next frame is due.  The deadlines are absolute (one
+ *      every 1/60 s from the start, slept to with clock_nanosleep and
+ *      TIMER_ABSTIME), so the time a frame's work took is not added on top
+ *      and the rate does not drift.  A frame that ends after the next one
+ *      was due is "late": the missed deadlines are skipped, not rushed.
+ *
+ * Once a second (unless --quiet) it prints a report, which stays at 60
+ * while clients come and go, send megabytes, or sit there saying nothing:
+ *
+ *     frames: 60/s, clients: 3, late frames: 0
+ *
+ * (frames run in the last second, clients connected now, and how many of
+ * those frames ended late).  No threads.  The price: a reply waits for the
+ * next frame (up to 1/60 s), a client moves at most OUTPUT_LIMIT (64 KiB)
+ * per frame, and the loop wakes 60 times a second even with nobody there.
+ * Step 7, for a program whose only job is serving, lets poll() wait instead.
+ *
+ *     build/06_frame_loop                    listening on 127.0.0.1:7777
+ *     nc 127.0.0.1 7777  (several at once)   each gets its own lines back
+ *
+ * Usage: 06_frame_loop [--quiet] [--max-clients N] [--idle-timeout SECONDS]
+ *                      [--fps N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
+ * Clients default to 100 (--max-clients) and frames to 60 per second
+ * (--fps, 1-1000); no idle timeout unless given.
+ */
+#include "address.h"
+#include "args.h"
+#include "connections.h"
+#include "signals.h"
+#include "tcp_server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_CLIENTS 100
+
+static short poll_events(unsigned wants)
+{
+    return (short)((wants & CONNECTION_READ ? POLLIN : 0)
+                   | (wants & CONNECTION_WRITE ? POLLOUT : 0));
+}
+
+static unsigned ready_from(short revents)
+{
+    return (revents & POLLIN ? CONNECTION_READ : 0)
+           | (revents & POLLOUT ? CONNECTION_WRITE : 0)
+           | (revents & (POLLHUP | POLLERR | POLLNVAL) ? CONNECTION_ERROR : 0);
+}
+
+/* The host program's own state: a game would keep its world here.  Ours
+ * counts frames, to show that serving never slows them down. */
+struct frame_counter {
+    double since;        /* monotonic_seconds() when this count began */
+    int frames;          /* frames run since then */
+    int late_frames;     /* how many of them ended after the next was due */
+};
+
+/* The host program's work for one frame: once a second, the report. */
+static void host_frame_work(struct frame_counter *counter, int client_count, bool quiet)
+{
+    double now = monotonic_seconds();
+    if (now - counter->since >= 1.0) {
+        if (!quiet) {
+            printf("frames: %.0f/s, clients: %d, late frames: %d\n",
+                   counter->frames / (now - counter->since), client_count,
+                   counter->late_frames);
+            fflush(stdout);
+        }
+        counter->since = now;
+        counter->frames = 0;
+        counter->late_frames = 0;
+    }
+    counter->frames++;
+}
+
+/* Sleeps until the monotonic clock reads `deadline` (seconds), or a signal
+ * comes.  Returns 0, or the error number (EINTR for a signal). */
+static int sleep_until(double deadline)
+{
+    struct timespec when;
+    when.tv_sec = (time_t)deadline;
+    when.tv_nsec = (long)((deadline - (double)when.tv_sec) * 1e9);
+    return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &when, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct server_args args;
+    parse_server_args(argc, argv,
+                      OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT | OPTION_FPS,
+                      DEFAULT_MAX_CLIENTS, &args);
+    catch_stop_signals();
+
+    char err[TCP_SERVER_ERR_SIZE];
+    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
+    if (listen_fd == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
+     * waiting there while the frame (and every other client) stands still. */
+    char local[ADDRESS_TEXT_SIZE];
+    if (set_nonblocking(listen_fd) == -1
+        || format_local_address(listen_fd, local, sizeof local) == -1) {
+        perror(argv[0]);
+        close(listen_fd);
+        return 1;
+    }
+
+    struct connection_table table;
+    /* One pollfd for the listening socket, one per possible client; the
+     * matching client of fds[i] is clients[i]. */
+    struct pollfd *fds = calloc((size_t)args.max_clients + 1, sizeof *fds);
+    struct connection **clients = calloc((size_t)args.max_clients + 1, sizeof *clients);
+    if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
+        perror(argv[0]);
+        return 1;
+    }
+    printf("listening on %s\n", local);
+    fflush(stdout);
+
+    double frame_seconds = 1.0 / args.fps;
+    double next_frame = monotonic_seconds();
+    struct frame_counter counter = {.since = next_frame};
+
+    while (!stop_requested()) {
+        /* 1-2. The server's turn: all that is ready now, nothing that is not.
+         * The idle check's timeout is not needed: another frame comes soon. */
+        connections_expire(&table);
+
+        fds[0].fd = listen_fd;
+        fds[0].events = connections_accepting(&table) ? POLLIN : 0;
+        fds[0].revents = 0;
+        nfds_t count = 1;
+        for (int i = 0; i < table.max_clients; i++) {
+            struct connection *c = &table.slots[i];
+            if (c->fd == -1)
+                continue;
+            fds[count].fd = c->fd;
+            fds[count].events = poll_events(connection_wants(c));
+            fds[count].revents = 0;
+            clients[count] = c;
+            count++;
+        }
+
+        int ready = poll(fds, count, 0);   /* 0: look, never wait */
+        if (ready == -1) {
+            if (errno == EINTR)
+                continue;              /* a signal: the loop test decides */
+            perror("poll");
+            break;
+        }
+
+        /* Slots never move, so closing one here cannot make us skip another. */
+        for (nfds_t i = 1; i < count; i++)
+            if (fds[i].revents != 0)
+                connection_handle(&table, clients[i], ready_from(fds[i].revents));
+
+        if (fds[0].revents & POLLIN)
+            while (connection_accept(&table, listen_fd) != NULL)
+                ;                      /* next frame watches the new ones */
+
+        /* 3. The host program's turn. */
+        host_frame_work(&counter, table.count, args.quiet);
+
+        /* 4. Sleep until the next frame is due. */
+        next_frame += frame_seconds;
+        double now = monotonic_seconds();
+        if (now >= next_frame) {
+            counter.late_frames++;
+            while (next_frame <= now)
+                next_frame += frame_seconds;
+        }
+        int sleep_error = sleep_until(next_frame);
+        if (sleep_error != 0 && sleep_error != EINTR) {
+            fprintf(stderr, "clock_nanosleep: %s\n", strerror(sleep_error));
+            break;
+        }
+    }
+
+    if (stop_requested()) {
+        printf("stopping on %s\n", stop_signal_name());
+        fflush(stdout);
+    }
+    connections_close_all(&table, "server stopping");
+    connections_free(&table);
+    free(clients);
+    free(fds);
+    close(listen_fd);
+    return stop_requested() ? 0 : 1;
+}
