@@ -47,6 +47,7 @@ class Tour:
         self.port = 7777 if lab.private else 0   # fixed only where it cannot collide
         self.failures = []
         self.skipped = []
+        self.current = ""   # the step being shown
 
     # -- saying things -------------------------------------------------------
 
@@ -106,7 +107,8 @@ class Tour:
     def try_connect(self, where, host, port, expected, timeout=2.0, label=""):
         """Connect from this computer or the other; check the outcome; return the socket."""
         if where == "remote" and not self.lab.remote:
-            self.skipped.append(f"connect from {OTHER} to {host}")
+            self.skipped.append(f"{self.current}: connect from the other computer {OTHER} "
+                                f"to {host}:{port}")
             print(f"  from the other computer to {host}:{port}: (skipped: no second computer)")
             return None
         outcome, sock = connect(self.lab, host, port, where=where, timeout=timeout)
@@ -115,12 +117,15 @@ class Tour:
         return sock
 
     def ss(self, options, port):
-        """What `ss` shows for our port, if it is installed (an illustration, not a check)."""
+        """Show what `ss` says about our port; returns its lines (none without ss)."""
         if not shutil.which("ss"):
-            return
+            self.skipped.append(f"{self.current}: ss {options} (install iproute2)")
+            return []
         argv = ["ss", options, f"sport = :{port}"]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=5)
-        self.shown(f"ss {options} 'sport = :{port}'", result.stdout.rstrip("\n").split("\n"))
+        lines = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=5).stdout.rstrip("\n").split("\n")
+        self.shown(f"ss {options} 'sport = :{port}'", lines)
+        return lines
 
     # -- the steps -----------------------------------------------------------
 
@@ -225,7 +230,10 @@ class Tour:
                     clients.append(sock)
                 if sock is None:
                     break
-            self.ss("-ltn", server.port)
+            listener = [line.split() for line in self.ss("-ltn", server.port)[1:]]
+            if listener:
+                self.check(f"Recv-Q {listener[0][1]}, Send-Q {listener[0][2]}",
+                           f"Recv-Q {backlog + 1}, Send-Q {backlog}", "ss shows the queue")
             self.say(f"""Linux keeps backlog + 1 = {backlog + 1} finished connections waiting
                 (ss: Recv-Q is the queue, Send-Q the backlog).  The next client is not
                 refused: its SYN is dropped, so connect() waits and resends, and here gives
@@ -313,6 +321,7 @@ class Tour:
             if number:
                 self.wait_for_reader(f"step {name}")
             started = time.monotonic()
+            self.current = name
             try:
                 show()
             except AssertionError as error:   # programs.py explains what went wrong
