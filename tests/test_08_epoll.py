@@ -1,0 +1,236 @@
+"""Step 8: epoll -- step 7's echo server, holding 10,000 connections at once.
+
+What steps 6-8 share (echo, backpressure, limits, misbehaving clients) is
+tested for each of them in test_echo_servers.py.  This file tests what step 8
+adds: scale.  One client process (this one) opens 10,000 connections, some of
+them from the other computer, keeps every one open, checks that the server
+holds them all, then has each send a payload no other connection sends and
+get exactly it back, before any connection closes.
+
+Each process needs a descriptor per connection, so the test raises its soft
+RLIMIT_NOFILE to the hard limit first; the server, started afterwards,
+inherits it.  Where the hard limit is too low the test is skipped with the
+command to raise it.
+
+    python3 -m pytest tests -k 08_epoll        (a few seconds; not marked slow)
+"""
+
+import errno
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import time
+
+import pytest
+
+from lab import LOCAL_V4, REMOTE_V4
+from programs import explain
+
+STEP = "08_epoll"
+CONNECTIONS = 10_000
+FROM_REMOTE_EVERY = 10   # every 10th connection comes from the other computer
+CONNECTS_IN_FLIGHT = 500  # a bounded batch of handshakes at a time
+BACKLOG = 1024           # room for a batch in the accept queue
+SPARE_FDS = 200          # what pytest, the lab and the server need besides
+PHASE_SECONDS = 60       # each phase (connect, accept, echo, close) must finish in this
+
+
+@pytest.fixture
+def enough_descriptors():
+    """Raise the soft open-files limit to the hard limit for this test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = CONNECTIONS + SPARE_FDS
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"{CONNECTIONS} connections need {needed} open files per process, but the "
+                    f"hard limit (ulimit -Hn) is {hard}: raise it, e.g. `ulimit -Hn {needed}` "
+                    f"as root, LimitNOFILE={needed} for a systemd service, or `nofile` in "
+                    "/etc/security/limits.conf")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def max_open_files(pid):
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return float("inf") if soft == "unlimited" else int(soft)
+    return 0
+
+
+def sockets_held(pid):
+    """How many of the process's descriptors are sockets (/proc/PID/fd)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                count += 1
+        except FileNotFoundError:   # closed while we looked
+            pass
+    return count
+
+
+def wait_for_sockets_held(server, expected, timeout):
+    """Poll the server's socket count until it is `expected`; returns the last count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = sockets_held(server.pid)
+        if held == expected or time.monotonic() > deadline or server.proc.poll() is not None:
+            return held
+        time.sleep(0.05)   # polling interval, not synchronisation: the deadline decides
+
+
+def established_on_port(port):
+    """What `ss` shows: established TCP connections whose local port is `port`."""
+    result = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+                            capture_output=True, text=True, timeout=10)
+    return len(result.stdout.splitlines())
+
+
+def open_connections(lab, port, count, timeout):
+    """Open `count` connections, at most CONNECTS_IN_FLIGHT handshakes at a time.
+
+    Returns (sockets, failures): sockets[i] is None where connection i failed,
+    and failures lists why, as text."""
+    sockets = [None] * count
+    failures = []
+    connecting = {}   # socket -> its index
+    deadline = time.monotonic() + timeout
+    next_index = 0
+    with selectors.EpollSelector() as selector:
+        while (next_index < count or connecting) and not failures:
+            while next_index < count and len(connecting) < CONNECTS_IN_FLIGHT:
+                remote = lab.remote and next_index % FROM_REMOTE_EVERY == 0
+                host = LOCAL_V4 if remote else "127.0.0.1"
+                sock = lab.socket(socket.AF_INET, "remote" if remote else "local")
+                sock.setblocking(False)
+                status = sock.connect_ex((host, port))
+                if status not in (0, errno.EINPROGRESS):
+                    failures.append(f"connection {next_index} to {host}: {os.strerror(status)}")
+                    sock.close()
+                    break
+                connecting[sock] = next_index
+                selector.register(sock, selectors.EVENT_WRITE)
+                next_index += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                failures.append(f"{next_index - len(connecting)} of {count} connected in "
+                                f"{timeout} s; {len(connecting)} handshakes still pending")
+                break
+            for key, _ in selector.select(min(left, 1.0)):
+                sock = key.fileobj
+                index = connecting.pop(sock)
+                selector.unregister(sock)
+                status = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if status:
+                    failures.append(f"connection {index}: {os.strerror(status)}")
+                    sock.close()
+                else:
+                    sockets[index] = sock
+        for sock in connecting:
+            sock.close()
+    return sockets, failures
+
+
+def echo_all(sockets, timeout):
+    """Each socket sends its own payload at once; returns the failures, as text."""
+    payloads = {sock: f"connection {i:05d} {os.urandom(4).hex()}\n".encode()
+                for i, sock in enumerate(sockets)}
+    to_send = dict(payloads)
+    received = {sock: bytearray() for sock in sockets}
+    failures = []
+    deadline = time.monotonic() + timeout
+    with selectors.EpollSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        waiting = len(sockets)
+        while waiting and len(failures) < 10:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, events in selector.select(min(left, 1.0)):
+                sock = key.fileobj
+                if events & selectors.EVENT_WRITE and to_send[sock]:
+                    sent = sock.send(to_send[sock])
+                    to_send[sock] = to_send[sock][sent:]
+                    if not to_send[sock]:
+                        selector.modify(sock, selectors.EVENT_READ)
+                if not events & selectors.EVENT_READ:
+                    continue
+                try:
+                    chunk = sock.recv(4096)
+                except ConnectionResetError:
+                    chunk = None
+                got, expected = received[sock], payloads[sock]
+                if chunk:
+                    got += chunk
+                if not chunk or len(got) >= len(expected):
+                    selector.unregister(sock)
+                    waiting -= 1
+                    if bytes(got) != expected:
+                        how = {None: "reset", b"": "closed"}.get(chunk, "answered")
+                        failures.append(f"sent {expected!r}, got {bytes(got)!r} ({how})")
+        if waiting and len(failures) < 10:
+            failures.append(f"{waiting} connections had no complete echo after {timeout} s")
+    return failures
+
+
+def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_descriptors):
+    with program(STEP).start("--quiet", "--max-clients", CONNECTIONS, "*", 0, BACKLOG) as server:
+        command = server.command
+        assert max_open_files(server.pid) >= CONNECTIONS + 10, explain(
+            STEP, command, f"the server may open {CONNECTIONS}+ descriptors",
+            f"its limit is {max_open_files(server.pid)} (/proc/{server.pid}/limits)",
+            "the test raised its own soft limit before starting the server, which inherits it")
+        before = sockets_held(server.pid)
+        where = f"{FROM_REMOTE_EVERY - 1} in {FROM_REMOTE_EVERY} from loopback, the rest from " \
+                f"the other computer ({REMOTE_V4})" if lab.remote else "from loopback"
+        sockets, failures = open_connections(lab, server.port, CONNECTIONS, PHASE_SECONDS)
+        try:
+            assert not failures, explain(
+                STEP, command, f"{CONNECTIONS} clients connect ({where})",
+                f"{len(failures)} failed, first: {failures[:3]}",
+                "the listen backlog overflowed while the server was not accepting, "
+                "or it ran out of descriptors (EMFILE) and stopped accepting")
+
+            held = wait_for_sockets_held(server, before + CONNECTIONS, PHASE_SECONDS)
+            assert held == before + CONNECTIONS, explain(
+                STEP, command, f"the server accepts and holds all {CONNECTIONS} connections at "
+                f"once ({before} socket(s) before, so {before + CONNECTIONS})",
+                f"it holds {held} sockets (/proc/{server.pid}/fd)"
+                + ("" if server.proc.poll() is None else
+                   f"; it exited with status {server.proc.returncode}"),
+                "--max-clients not honoured, or accept() errors stop the loop")
+            established = established_on_port(server.port)
+            assert established == CONNECTIONS, explain(
+                STEP, command, f"`ss -tn state established '( sport = :{server.port} )'` "
+                f"lists {CONNECTIONS} connections",
+                f"it lists {established}")
+
+            failures = echo_all(sockets, PHASE_SECONDS)
+            assert not failures, explain(
+                STEP, command, f"each of the {CONNECTIONS} connections gets back exactly the "
+                "line it sent, while all are open",
+                f"{len(failures)}+ did not, first: {failures[:3]}",
+                "a stale epoll event used for a reused descriptor, a client table that "
+                "mixes up slots, or a buffer shared between clients")
+            held = sockets_held(server.pid)
+            assert held == before + CONNECTIONS, explain(
+                STEP, command, "the server still holds every connection after echoing",
+                f"it holds {held - before} client sockets",
+                "a connection was closed while its client was still there")
+        finally:
+            for sock in sockets:
+                if sock is not None:
+                    sock.close()
+
+        held = wait_for_sockets_held(server, before, PHASE_SECONDS)
+        assert held == before, explain(
+            STEP, command, f"after all {CONNECTIONS} clients hang up, the server is back to "
+            f"the {before} socket(s) it had before",
+            f"it still holds {held}",
+            "a descriptor not closed when its client hung up (EPOLLHUP/EPOLLRDHUP or "
+            "read() == 0 not handled)")
