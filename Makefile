@@ -4,6 +4,9 @@
 #   make 03_bind          build one step
 #   make test             build, then run the tests (pytest) against build/
 #   make test SANITIZE=1  the same with AddressSanitizer + UBSan, in build/sanitize/
+#   make tour             build, then a guided tour: every step run live in the two-host lab
+#   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
+#   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
 #   make clean
 #
 # CC and CFLAGS can be overridden as usual; the warnings stay errors.
@@ -61,6 +64,19 @@ test: all $(TEST_TOOLS)
 	    echo "make test: no Python with pytest found; install it: sudo apt-get install python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest"; \
 	    exit 1; fi
 	$(PYTHON) -m pytest -p no:cacheprovider tests --steps-dir=$(BUILD) $(PYTEST_ARGS)
+
+# The tour and the transcripts need python3 only (no pytest), and the lab's
+# tools: ip, unshare, nsenter, nc, ss, strace (Debian: iproute2 util-linux
+# netcat-openbsd strace procps).
+.PHONY: tour transcripts check-transcripts
+tour: all
+	python3 tests/tour.py --steps-dir=$(BUILD)
+
+transcripts: all
+	python3 docs/transcripts.py --update
+
+check-transcripts: all
+	python3 docs/transcripts.py --check --build-dir=$(BUILD)
 
 clean:
 	rm -rf build
