@@ -125,7 +125,11 @@ class Server:
                 if left <= 0:
                     break
                 if selector.select(left) and not self._read_available():
-                    break   # end of output: the program exited
+                    try:    # end of output: the program is exiting; reap it
+                        self.proc.wait(timeout=1)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    break
         self.proc.poll()
         status = ("it is still running" if self.proc.returncode is None
                   else f"it exited with status {self.proc.returncode}")
