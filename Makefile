@@ -4,6 +4,8 @@
 #   make 03_bind          build one step
 #   make test             build, then run the tests (pytest) against build/
 #   make test SANITIZE=1  the same with AddressSanitizer + UBSan, in build/sanitize/
+#   make workspace STEP=03_bind   your own copy of a step, with TODOs: workspace/03_bind/
+#   make check STEP=03_bind       build yours (build/workspace/03_bind/) and run that step's tests
 #   make tour             build, then a guided tour: every step run live in the two-host lab
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
@@ -29,7 +31,7 @@ COMMON_OBJ := $(COMMON_SRC:common/%.c=$(BUILD)/common/%.o)
 COMMON_HDR := $(wildcard common/*.h)
 TEST_TOOLS := $(BUILD)/tests/server_create_check
 
-.PHONY: all test clean $(STEPS)
+.PHONY: all test clean workspace check $(STEPS)
 all: $(STEPS:%=$(BUILD)/%)
 
 $(STEPS): %: $(BUILD)/%
@@ -44,6 +46,13 @@ $(BUILD)/libcommon.a: $(COMMON_OBJ)
 # A step is every .c file in its folder, linked with what it uses of common/.
 .SECONDEXPANSION:
 $(BUILD)/%: $$(wildcard steps/%/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
+
+# Your own version of a step: workspace/NN_name/*.c, built the same way into
+# build/workspace/NN_name/NN_name (tests/workspace.py runs make for it).
+WORKSPACE ?= workspace
+$(BUILD)/workspace/%: $$(wildcard $(WORKSPACE)/$$(*D)/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
 
@@ -64,6 +73,12 @@ test: all $(TEST_TOOLS)
 	    echo "make test: no Python with pytest found; install it: sudo apt-get install python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest"; \
 	    exit 1; fi
 	$(PYTHON) -m pytest -p no:cacheprovider tests --steps-dir=$(BUILD) $(PYTEST_ARGS)
+
+workspace:
+	@python3 tests/workspace.py new $(STEP)
+
+check: all
+	@$(or $(PYTHON),python3) tests/workspace.py check --build=$(BUILD) $(STEP)
 
 # The tour and the transcripts need python3 only (no pytest), and the lab's
 # tools: ip, unshare, nsenter, nc, ss, strace (Debian: iproute2 util-linux
