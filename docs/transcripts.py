@@ -78,6 +78,8 @@ Only these, and only where shown; everything else must match exactly:
   - strace timings: '<0.000123>';
   - trailing spaces on a line (editors strip them), and runs of spaces
     between columns (ss pads its columns to fit the widest entry).
+With --build-dir DIR (make test SANITIZE=1 checks build/sanitize/), `build/`
+in commands becomes DIR/, and DIR/ in the output becomes `build/` again.
 --update keeps a transcript's text untouched when only those differ, so a
 regenerated lesson does not churn in git; it writes the real output (with
 real numbers) when anything else changed.
@@ -293,7 +295,7 @@ def _all_asleep(roots):
 class Runner:
     def __init__(self, lab, build_dir=None):
         self.lab = lab
-        self.build_dir = build_dir
+        self.build_dir = build_dir and os.path.abspath(build_dir)
         self.terminal = Terminal()      # the foreground commands' output
         self.jobs = []                  # (Popen, Terminal), in job order: %1 is jobs[0]
         self.env = dict(os.environ, LC_ALL="C", TERM="dumb")
@@ -325,6 +327,8 @@ class Runner:
         lines = []
         for terminal in self._terminals():
             lines.extend(terminal.take())
+        if self.build_dir:   # a program names itself by argv[0]: as the lesson runs it
+            lines = [line.replace(self.build_dir.rstrip("/") + "/", "build/") for line in lines]
         return lines
 
     def _live_jobs(self):
