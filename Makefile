@@ -9,6 +9,7 @@
 #   make tour             build, then a guided tour: every step run live in the two-host lab
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
+#   make bench            steps 5-8's echo servers side by side (tests/bench_echo.py)
 #   make clean
 #
 # CC and CFLAGS can be overridden as usual; the warnings stay errors.
@@ -92,6 +93,12 @@ transcripts: all
 
 check-transcripts: all
 	python3 docs/transcripts.py --check --build-dir=$(BUILD)
+
+# Steps 5-8's echo servers side by side: numbers, never pass/fail.
+#   make bench BENCH_ARGS="--idle 5000 --steps 07_poll,08_epoll"
+.PHONY: bench
+bench: all
+	python3 tests/bench_echo.py --steps-dir=$(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf build
