@@ -39,7 +39,10 @@ PHASE_SECONDS = 60       # each phase (connect, accept, echo, close) must finish
 
 @pytest.fixture
 def enough_descriptors():
-    """Raise the soft open-files limit to the hard limit for this test."""
+    """Raise the soft open-files limit to the hard limit for this test.
+
+    Raising the hard limit takes privilege outside the lab's user namespace,
+    so it is left to whoever starts pytest."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = CONNECTIONS + SPARE_FDS
     if hard != resource.RLIM_INFINITY and hard < needed:
