@@ -90,6 +90,17 @@ Read: man 2 accept.  Then delete the two placeholder lines below.""",
              keep="        int client_fd = -1;\n"
                   "        errno = ENOSYS;   /* placeholder: \"Function not implemented\" */\n"),
     ]},
+    "06_frame_loop": {"main.c": [
+        _cut("        int ready = poll(fds, count, 0);   /* 0: look, never wait */\n",
+             """TODO step 6 (1. in the comment at the top): ask the kernel which of the
+`count` sockets in fds are ready NOW, without waiting: poll() with a
+timeout of 0.  It fills in each fds[i].revents and returns how many are
+ready (0: none this frame), or -1 (errno EINTR when a stop signal came:
+the check below handles it).
+Read: man 2 poll.  Then delete the two placeholder lines below.""",
+             keep="        int ready = -1;\n"
+                  "        errno = ENOSYS;   /* placeholder: \"Function not implemented\" */\n"),
+    ]},
     "07_poll": {"main.c": [
         _cut("        int ready = poll(fds, count, timeout_ms);\n",
              """TODO step 7: sleep in poll() until one of the `count` sockets in fds is
@@ -100,6 +111,20 @@ Read: man 2 poll.  Then delete the three placeholder lines below.""",
              keep="        int ready = -1;\n"
                   "        errno = ENOSYS;   /* placeholder: \"Function not implemented\" */\n"
                   "        (void)timeout_ms; /* placeholder: your poll() uses it */\n"),
+    ]},
+    "08_epoll": {"main.c": [
+        _cut("        int ready = epoll_wait(epoll_fd, events, MAX_EVENTS, timeout_ms);\n",
+             """TODO step 8: sleep in epoll_wait() until sockets registered with
+epoll_fd (by epoll_ctl, above and in watch()) are ready, or timeout_ms
+milliseconds pass (-1: no limit).  It fills in at most MAX_EVENTS entries
+of events, each carrying the data.ptr given to epoll_ctl, and returns how
+many it filled, 0 on a timeout, or -1 (errno EINTR when a stop signal
+came: the check below handles it).
+Read: man 2 epoll_wait, and man 7 epoll.  Then delete the three
+placeholder lines below.""",
+             keep="        int ready = -1;\n"
+                  "        errno = ENOSYS;   /* placeholder: \"Function not implemented\" */\n"
+                  "        (void)timeout_ms; /* placeholder: your epoll_wait() uses it */\n"),
     ]},
 }
 
