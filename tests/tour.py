@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import lab as lab_module   # first: entering the lab needs a single-threaded process
 from programs import CONNECTED, REFUSED, TIMED_OUT, Program, connect, recv_exactly
@@ -320,14 +319,15 @@ class Tour:
         for number, (name, show) in enumerate(steps):
             if number:
                 self.wait_for_reader(f"step {name}")
-            started = time.monotonic()
             self.current = name
             try:
                 show()
             except AssertionError as error:   # programs.py explains what went wrong
                 print(f"\n{error}")
                 self.failures.append(f"{name}: {str(error).splitlines()[0]}")
-            print(f"\n  ({name}: {time.monotonic() - started:.1f} s)")
+            lesson = os.path.join("docs", f"{name}.md")
+            if os.path.exists(os.path.join(ROOT, lesson)):
+                print(f"\n  More in the lesson: {lesson}")
         return self.summary()
 
     def summary(self):
