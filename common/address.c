@@ -79,6 +79,7 @@ const char *errno_name(int errnum)
         { ECONNRESET, "ECONNRESET" },   { EINTR, "EINTR" },
         { EINVAL, "EINVAL" },           { EMFILE, "EMFILE" },
         { ENFILE, "ENFILE" },           { ENOBUFS, "ENOBUFS" },
+        { ENOSYS, "ENOSYS" },           /* the workspace skeletons' placeholder */
         { ENOMEM, "ENOMEM" },           { ENOPROTOOPT, "ENOPROTOOPT" },
         { ENOTSOCK, "ENOTSOCK" },       { EOPNOTSUPP, "EOPNOTSUPP" },
         { EPERM, "EPERM" },             { EPIPE, "EPIPE" },
