@@ -99,8 +99,10 @@ def new(step, workspace):
 def build(step, build_dir, workspace):
     """make builds workspace/STEP/*.c with the course's flags; True if it did."""
     target = os.path.join(build_dir, "workspace", step, step)
-    command = ["make", "--no-print-directory", f"BUILD={build_dir}", f"WORKSPACE={workspace}",
-               target]
+    # Relative where it can be, so the compiler's messages say workspace/...
+    inside = not relative(workspace).startswith("..")
+    command = ["make", "--no-print-directory", f"BUILD={build_dir}",
+               f"WORKSPACE={relative(workspace) if inside else workspace}", target]
     print(f"building your step {step}: make {relative(target)}")
     sys.stdout.flush()
     if subprocess.run(command, cwd=ROOT).returncode != 0:
