@@ -4,6 +4,7 @@ r"""Keep every "Observe it" transcript in docs/*.md true: run them, check or rew
     python3 docs/transcripts.py --check [FILE.md ...]    run, compare, show a diff (exit 1 on drift)
     python3 docs/transcripts.py --update [FILE.md ...]   run, rewrite the outputs in place
     make transcripts                                      = --update over docs/*.md
+    make check-transcripts                                = --check over docs/*.md
     make test  (tests/test_transcripts.py)                = --check, one pytest test per transcript
 
 THE FORMAT (for lesson authors)
@@ -63,7 +64,7 @@ ordinary text: nobody runs it.
   states never leak from one transcript into the next.  Environment:
   LC_ALL=C, TERM=dumb, no terminal (stdin is /dev/null).
 - Tools available: bash, coreutils, nc (netcat-openbsd), ss (iproute2),
-  strace, pgrep/ps (procps), and build/ programs.  Prefer `ls /proc/$!/fd`
+  strace, pgrep/ps (procps), lua5.4 (docs/lua/), and build/ programs.  Prefer `ls /proc/$!/fd`
   or `readlink /proc/$!/fd/3` to `ls -l` (dates vary).
 
 WHAT MAY DIFFER BETWEEN RUNS (normalised only when comparing)
