@@ -97,7 +97,7 @@ def new(step, workspace):
 # -- make check ----------------------------------------------------------------
 
 def build(step, build_dir, workspace):
-    """make builds workspace/STEP/*.c with the course's flags; True if it did."""
+    """make builds workspace/STEP/*.c with the course's flags: the program, or None."""
     target = os.path.join(build_dir, "workspace", step, step)
     # Relative where it can be, so the compiler's messages say workspace/...
     inside = not relative(workspace).startswith("..")
