@@ -54,7 +54,7 @@ class Program:
     def command(self, args):
         return " ".join([self.shown] + [shlex.quote(str(a)) for a in args])
 
-    def run(self, *args, timeout=10, env=None, prefix=()):
+    def run(self, *args, timeout=5, env=None, prefix=()):
         """Run to completion (for bad input); returns CompletedProcess."""
         try:
             return subprocess.run(list(prefix) + self.argv + [str(a) for a in args],
