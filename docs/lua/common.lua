@@ -1,0 +1,136 @@
+-- common.lua -- what two or more Lua steps share: the Lua twin of common/.
+--
+-- The command line (common/args.c), addresses as text (common/address.c) and
+-- stopping on Ctrl-C (common/signals.c), so each step script shows only the
+-- LuaSocket calls it teaches.  Every script finds this file beside itself.
+local socket = require "socket"
+
+local common = {}
+
+local DEFAULT_HOST, DEFAULT_PORT, DEFAULT_BACKLOG = "localhost", 7777, 128
+local INT_MAX = 2147483647
+
+-- The command line -------------------------------------------------------
+
+local function usage_error(program, what, value, why)
+    io.stderr:write(("%s: %s '%s': %s (see %s --help)\n"):format(
+        program, what, value, why, program))
+    os.exit(2)
+end
+
+-- A whole decimal number in [0, max], or a usage error naming `what`.
+local function parse_number(program, what, text, max)
+    if not text:match("^%d+$") then
+        usage_error(program, what, text, "not a whole number")
+    end
+    local value = tonumber(text)   -- a float when too big for an integer
+    if value > max then
+        usage_error(program, what, text, ("out of range (0-%d)"):format(max))
+    end
+    return math.tointeger(value)
+end
+
+-- PROGRAM [--no-reuseaddr] [HOST [PORT [BACKLOG]]], as steps/*/main.c take
+-- it: bad input prints one line and exits 2, before any socket exists.
+function common.parse_args(argv, accepts_no_reuseaddr)
+    local program = argv[0]
+    local args = { host = DEFAULT_HOST, port = DEFAULT_PORT,
+                   backlog = DEFAULT_BACKLOG, reuseaddr = true }
+    local i = 1
+    while argv[i] and argv[i]:sub(1, 2) == "--" do
+        local option = argv[i]
+        i = i + 1
+        if option == "--" then
+            break
+        elseif option == "--help" then
+            io.stdout:write(("usage: %s%s [HOST [PORT [BACKLOG]]]\n"):format(
+                program, accepts_no_reuseaddr and " [--no-reuseaddr]" or ""),
+                "  HOST     localhost (default), * for every interface, or an address\n",
+                ("  PORT     0-65535, default %d; 0 lets the kernel pick\n"):format(DEFAULT_PORT),
+                ("  BACKLOG  length of the accept queue, default %d\n"):format(DEFAULT_BACKLOG))
+            os.exit(0)
+        elseif option == "--no-reuseaddr" and accepts_no_reuseaddr then
+            args.reuseaddr = false
+        else
+            usage_error(program, "option", option, "unknown option")
+        end
+    end
+    local host, port, backlog, extra = argv[i], argv[i + 1], argv[i + 2], argv[i + 3]
+    if extra then
+        usage_error(program, "argument", extra, "too many arguments (HOST PORT BACKLOG at most)")
+    end
+    if host == "" then
+        usage_error(program, "host", host, "empty (use * for every interface)")
+    end
+    args.host = host or args.host
+    -- Checked here, because LuaSocket would wrap 99999 to 34463 and bind it.
+    if port then args.port = parse_number(program, "port", port, 65535) end
+    if backlog then args.backlog = parse_number(program, "backlog", backlog, INT_MAX) end
+    return args
+end
+
+-- Addresses --------------------------------------------------------------
+
+-- Every address HOST stands for, in the order to try them: a list of
+-- { family = "inet" or "inet6", addr = "..." }, or nil and why.
+function common.resolve(host, port)
+    if host == "*" then   -- every interface, as getaddrinfo(NULL, AI_PASSIVE)
+        return { { family = "inet", addr = "0.0.0.0" }, { family = "inet6", addr = "::" } }
+    end
+    local addresses, err = socket.dns.getaddrinfo(host)
+    if not addresses then
+        return nil, ("getaddrinfo %s:%s: %s"):format(host, port, err)
+    end
+    return addresses
+end
+
+-- A socket of that family, made now.  socket.tcp() would make none until
+-- bind(), so options set before bind() would not reach it.
+function common.new_socket(family)
+    if family == "inet6" then return socket.tcp6() end
+    return socket.tcp4()
+end
+
+common.family_name = { inet = "IPv4", inet6 = "IPv6" }
+
+-- "127.0.0.1:7777" or "[::1]:7777", from what getsockname() returns.
+function common.format_address(addr, port, family)
+    if family == "inet6" then return ("[%s]:%d"):format(addr, port) end
+    return ("%s:%d"):format(addr, port)
+end
+
+-- Failing and stopping ---------------------------------------------------
+
+-- Prints "PROGRAM: message" to stderr; returns the exit status 1.
+function common.fail(message)
+    io.stderr:write(("%s: %s\n"):format(arg[0], message))
+    return 1
+end
+
+-- lua5.4 turns Ctrl-C (SIGINT) into the error "interrupted!", raised at the
+-- next Lua instruction.  A C function that blocks delays it, so every wait
+-- in these scripts is short.  SIGTERM cannot be caught from Lua at all
+-- (LuaSocket has no signal handling): it kills the process at once.
+function common.is_interrupt(err)
+    return type(err) == "string" and err:match("interrupted!$") ~= nil
+end
+
+-- Steps 1 to 4 sit here until Ctrl-C.
+function common.wait_for_stop_signal()
+    while true do socket.sleep(0.1) end
+end
+
+-- Runs main(); exits with what it returns, or 0 after Ctrl-C (saying
+-- `on_stop` first, when given).  Any other error goes on as an error.
+function common.run(main, on_stop)
+    local ok, result = pcall(main)
+    if ok then os.exit(result or 0, true) end
+    if not common.is_interrupt(result) then error(result, 0) end
+    if on_stop then
+        print(on_stop)
+        io.stdout:flush()
+    end
+    os.exit(0, true)
+end
+
+return common
