@@ -118,17 +118,19 @@ static void refuse(const struct connection_table *table, int fd, const char *pee
 /* accept() failed with EMFILE or ENFILE: no descriptor for the client, so
  * it stays queued and the listening socket stays readable -- a busy loop.
  * Give up the spare to make room, take the client off the queue, tell it,
- * and take the spare back.  Returns false if there was no spare to use. */
-static bool refuse_with_spare(struct connection_table *table, int listen_fd,
-                              int errnum)
+ * and take the spare back.  Linux says EMFILE before it looks at the queue,
+ * so there may have been nobody waiting at all.  Returns 1 if a client was
+ * refused, 0 if nobody was waiting, -1 if the spare could not help. */
+static int refuse_with_spare(struct connection_table *table, int listen_fd,
+                             int errnum)
 {
     if (table->spare_fd == -1)
-        return false;
+        return -1;
     close(table->spare_fd);
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     int fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
-    bool queue_moved = fd != -1 || errno == EAGAIN || errno == EWOULDBLOCK;
+    int outcome = fd != -1 ? 1 : (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
     if (fd != -1) {
         char peer_text[ADDRESS_TEXT_SIZE];
         format_address((struct sockaddr *)&peer, peer_len, peer_text, sizeof peer_text);
@@ -137,7 +139,7 @@ static bool refuse_with_spare(struct connection_table *table, int listen_fd,
         refuse(table, fd, peer_text, "busy: server out of descriptors, try later\n", why);
     }
     table->spare_fd = open_spare();
-    return queue_moved;
+    return outcome;
 }
 
 static struct connection *free_slot(struct connection_table *table)
@@ -162,9 +164,13 @@ struct connection *connection_accept(struct connection_table *table, int listen_
                 || errnum == ENOPROTOOPT || errnum == EHOSTUNREACH
                 || errnum == EOPNOTSUPP || errnum == ENETUNREACH)
                 continue;          /* that client gave up; try the next one */
-            if ((errnum == EMFILE || errnum == ENFILE)
-                && refuse_with_spare(table, listen_fd, errnum))
-                continue;
+            if (errnum == EMFILE || errnum == ENFILE) {
+                int refused = refuse_with_spare(table, listen_fd, errnum);
+                if (refused == 1)
+                    continue;      /* maybe more are waiting */
+                if (refused == 0)
+                    return NULL;   /* nobody was */
+            }
             /* ENOBUFS, ENOMEM, or no spare: let the system breathe. */
             fprintf(stderr, "accept: %s (%s); pausing accept for %g s\n",
                     errno_name(errnum), strerror(errnum), ACCEPT_PAUSE_SECONDS);
@@ -268,9 +274,8 @@ static int write_output(struct connection_table *table, struct connection *c)
             return -1;
         }
     }
-    /* All sent: hand the buffer back, so an idle client costs no buffer. */
-    free(c->output);
-    c->output = NULL;
+    /* All sent: the next read starts at the front again.  The buffer stays
+     * until the client leaves (only the pages it touched cost memory). */
     c->output_start = c->output_end = 0;
     return 0;
 }

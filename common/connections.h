@@ -78,7 +78,7 @@ enum connection_ready {
 struct connection {
     int fd;                          /* -1 while this slot is free */
     char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
-    char *output;                    /* OUTPUT_LIMIT bytes, or NULL while empty */
+    char *output;                    /* OUTPUT_LIMIT bytes, from its first read */
     size_t output_start;             /* owed bytes are output[start..end) */
     size_t output_end;
     bool input_ended;                /* the client shut its write side (read gave 0) */
