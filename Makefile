@@ -75,6 +75,12 @@ test: all $(TEST_TOOLS)
 	    exit 1; fi
 	$(PYTHON) -m pytest -p no:cacheprovider tests --steps-dir=$(BUILD) $(PYTEST_ARGS)
 
+# Only the Lua side (docs/lua/, compared with the C steps in $(BUILD)); make
+# test runs it too.  Needs lua5.4 and lua-socket.
+.PHONY: test-lua
+test-lua: all
+	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/test_lua.py --steps-dir=$(BUILD) $(PYTEST_ARGS)
+
 workspace:
 	@python3 tests/workspace.py new $(STEP)
 
