@@ -26,6 +26,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -160,6 +161,11 @@ test_04_default_backlog_is_128 = test_04_listen.test_default_backlog_is_128
 
 test_05_echoes_a_client_from_loopback = test_05_accept.test_echoes_a_client_from_loopback
 test_05_star_accepts_the_other_computer = test_05_accept.test_star_accepts_the_other_computer
+test_05_localhost_refuses_the_other_computer = \
+    test_05_accept.test_localhost_refuses_the_other_computer
+test_05_a_second_client_waits_until_the_first_leaves = \
+    test_05_accept.test_a_second_client_waits_until_the_first_leaves
+test_05_sigint_ends_it_cleanly = test_05_accept.test_sigint_ends_it_cleanly
 
 # "::" is the one host where Lua differs: LuaSocket's tcp6() sets IPV6_V6ONLY,
 # so an IPv4 client is refused where the C (dual-stack "::") accepts it.
@@ -203,6 +209,13 @@ def test_address_of_another_computer_exits_1(program, remote_lab, step):
                                  f"bind {REMOTE_V4}:7777: Cannot assign requested address")
 
 
+@pytest.mark.parametrize("step", [step for step in LUA_STEPS if step >= "03"])
+def test_privileged_port_without_the_right_exits_1(program, private_lab, step):
+    drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
+    test_bad_input.check_failure(program, step, ["127.0.0.1", "80"], 1,
+                                 "bind 127.0.0.1:80: permission denied", prefix=drop)
+
+
 @pytest.mark.parametrize("step", LUA_STEPS)
 def test_help_exits_0(program, step):
     test_bad_input.test_help_exits_0(program, step)
@@ -212,6 +225,24 @@ def test_help_exits_0(program, step):
 def test_ctrl_c_ends_it_cleanly(program, step):
     with program(step).start(expect=r"^(socket fd|listening on)") as server:
         server.expect_clean_exit(signal.SIGINT)
+
+
+def test_05_client_reset_does_not_stop_the_server(program, lab):
+    # As test_05_accept's, but a client reset before getpeername() has no
+    # address left to print: LuaSocket's accept() does not keep the peer's.
+    with program("05_accept").start("127.0.0.1", 0) as server:
+        _, rude = connect(lab, "127.0.0.1", server.port)
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rude.sendall(b"x" * 100000)   # then vanish with RST, echo unread
+        rude.close()
+        server.wait_for_line(r"^closed (127\.0\.0\.1:\d+|\(peer unknown: Transport endpoint "
+                             r"is not connected\)): client closed$")
+        _, polite = connect(lab, "127.0.0.1", server.port)
+        with polite:
+            polite.sendall(b"still here?")
+            assert recv_exactly(polite, 11) == b"still here?", explain(
+                "05_accept", server.command, "the server survives a reset and serves the next "
+                "client", "no echo")
 
 
 def test_05_ctrl_c_while_a_client_is_connected(program, lab):

@@ -36,8 +36,8 @@ local function echo_until_closed(client)
     while true do
         socket.select({ client }, nil, 0.1)
         local data, err, partial = client:receive(4096)
-        local failed = send_all(client, data or partial)
-        if failed then return failed end
+        err = send_all(client, data or partial) or err
+        -- LuaSocket says "closed" for a FIN, and for ECONNRESET and EPIPE too.
         if err == "closed" then return "client closed" end
         if err ~= nil and err ~= "timeout" then return err end
     end

@@ -93,8 +93,11 @@ end
 
 common.family_name = { inet = "IPv4", inet6 = "IPv6" }
 
--- "127.0.0.1:7777" or "[::1]:7777", from what getsockname() returns.
+-- "127.0.0.1:7777" or "[::1]:7777", from what getsockname() or
+-- getpeername() returns.  LuaSocket's accept() keeps no peer address, so a
+-- client that is gone before getpeername() leaves only nil and why.
 function common.format_address(addr, port, family)
+    if addr == nil then return ("(peer unknown: %s)"):format(port) end
     if family == "inet6" then return ("[%s]:%d"):format(addr, port) end
     return ("%s:%d"):format(addr, port)
 end
