@@ -180,50 +180,52 @@ def test_04_who_can_connect(program, remote_lab, host, where, target, expected):
     test_04_listen.test_who_can_connect(program, remote_lab, host, where, target, expected)
 
 
+# Parametrized by "lua_step", not "step": `make check STEP=...` (tests/workspace.py)
+# picks every test whose "step" is the learner's, and these run Lua, not theirs.
 @pytest.mark.parametrize("args, message", test_bad_input.USAGE_ERRORS,
                          ids=[" ".join(a) or "''" for a, _ in test_bad_input.USAGE_ERRORS])
-@pytest.mark.parametrize("step", LUA_STEPS)
-def test_usage_errors_exit_2(program, step, args, message):
-    test_bad_input.check_failure(program, step, args, 2, message)
+@pytest.mark.parametrize("lua_step", LUA_STEPS)
+def test_usage_errors_exit_2(program, lua_step, args, message):
+    test_bad_input.check_failure(program, lua_step, args, 2, message)
 
 
-@pytest.mark.parametrize("step", LUA_STEPS)
-def test_unknown_host_exits_1(program, step):
-    test_bad_input.check_failure(program, step, ["no-such-host.invalid", "7777"], 1,
+@pytest.mark.parametrize("lua_step", LUA_STEPS)
+def test_unknown_host_exits_1(program, lua_step):
+    test_bad_input.check_failure(program, lua_step, ["no-such-host.invalid", "7777"], 1,
                                  "getaddrinfo no-such-host.invalid:7777:")
 
 
-@pytest.mark.parametrize("step", [step for step in LUA_STEPS if step >= "03"])
-def test_port_in_use_exits_1_with_luasockets_words(program, private_lab, step):
+@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
+def test_port_in_use_exits_1_with_luasockets_words(program, private_lab, lua_step):
     # The C says "EADDRINUSE (Address already in use)"; LuaSocket has its own text.
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
-        test_bad_input.check_failure(program, step, ["127.0.0.1", str(port)], 1,
+        test_bad_input.check_failure(program, lua_step, ["127.0.0.1", str(port)], 1,
                                      f"bind 127.0.0.1:{port}: address already in use")
 
 
-@pytest.mark.parametrize("step", [step for step in LUA_STEPS if step >= "03"])
-def test_address_of_another_computer_exits_1(program, remote_lab, step):
+@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
+def test_address_of_another_computer_exits_1(program, remote_lab, lua_step):
     # LuaSocket passes strerror() through here: "Cannot ...", capital C.
-    test_bad_input.check_failure(program, step, [REMOTE_V4, "7777"], 1,
+    test_bad_input.check_failure(program, lua_step, [REMOTE_V4, "7777"], 1,
                                  f"bind {REMOTE_V4}:7777: Cannot assign requested address")
 
 
-@pytest.mark.parametrize("step", [step for step in LUA_STEPS if step >= "03"])
-def test_privileged_port_without_the_right_exits_1(program, private_lab, step):
+@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
+def test_privileged_port_without_the_right_exits_1(program, private_lab, lua_step):
     drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
-    test_bad_input.check_failure(program, step, ["127.0.0.1", "80"], 1,
+    test_bad_input.check_failure(program, lua_step, ["127.0.0.1", "80"], 1,
                                  "bind 127.0.0.1:80: permission denied", prefix=drop)
 
 
-@pytest.mark.parametrize("step", LUA_STEPS)
-def test_help_exits_0(program, step):
-    test_bad_input.test_help_exits_0(program, step)
+@pytest.mark.parametrize("lua_step", LUA_STEPS)
+def test_help_exits_0(program, lua_step):
+    test_bad_input.test_help_exits_0(program, lua_step)
 
 
-@pytest.mark.parametrize("step", LUA_STEPS)
-def test_ctrl_c_ends_it_cleanly(program, step):
-    with program(step).start(expect=r"^(socket fd|listening on)") as server:
+@pytest.mark.parametrize("lua_step", LUA_STEPS)
+def test_ctrl_c_ends_it_cleanly(program, lua_step):
+    with program(lua_step).start(expect=r"^(socket fd|listening on)") as server:
         server.expect_clean_exit(signal.SIGINT)
 
 
