@@ -5,7 +5,9 @@ tested for each of them in test_echo_servers.py.  This file tests what step 8
 adds: scale.  One client process (this one) opens 10,000 connections, some of
 them from the other computer, keeps every one open, checks that the server
 holds them all, then has each send a payload no other connection sends and
-get exactly it back, before any connection closes.
+get exactly it back, before any connection closes.  And what epoll adds
+to get wrong: the interest list is the kernel's now, so a client under
+backpressure must be switched off EPOLLIN explicitly, or the server spins.
 
 Each process needs a descriptor per connection, so the test raises its soft
 RLIMIT_NOFILE to the hard limit first; the server, started afterwards,
@@ -16,6 +18,7 @@ command to raise it.
 """
 
 import errno
+import hashlib
 import os
 import resource
 import selectors
@@ -26,7 +29,7 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import explain
+from programs import CONNECTED, connect, explain
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -35,6 +38,7 @@ CONNECTS_IN_FLIGHT = 500  # a bounded batch of handshakes at a time
 BACKLOG = 1024           # room for a batch in the accept queue
 SPARE_FDS = 200          # what pytest, the lab and the server need besides
 PHASE_SECONDS = 60       # each phase (connect, accept, echo, close) must finish in this
+MEASURE_SECONDS = 0.5    # the window in which a server's CPU time is measured
 
 
 @pytest.fixture
@@ -237,3 +241,73 @@ def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_
             f"it still holds {held}",
             "a descriptor not closed when its client hung up (EPOLLHUP/EPOLLRDHUP or "
             "read() == 0 not handled)")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fill_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
+    """Send without reading until nothing more goes in for `quiet` seconds:
+    every buffer between us and the server is full.  Returns bytes sent."""
+    block = bytes(range(256)) * 256
+    sent = 0
+    deadline = time.monotonic() + timeout
+    with selectors.EpollSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        while sent < limit and time.monotonic() < deadline:
+            if not selector.select(quiet):
+                break   # not writable for `quiet` s: stalled
+            try:
+                count = sock.send(block)
+            except BlockingIOError:
+                continue
+            digest.update(block[:count])
+            sent += count
+    return sent
+
+
+def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab):
+    # Backpressure stops reading a client whose output is full.  With epoll
+    # the kernel must be told (EPOLL_CTL_MOD without EPOLLIN): a server that
+    # leaves EPOLLIN on is woken at once, every time, by the input it will
+    # not read -- the echo still comes back whole, but at 100 % CPU.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        outcome, client = connect(lab, server.host, server.port)
+        assert outcome == CONNECTED, explain(STEP, server.command, "a client connects", outcome)
+        with client:
+            client.setblocking(False)
+            sent_digest = hashlib.sha256()
+            sent = fill_until_stalled(client, sent_digest)
+
+            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+            time.sleep(MEASURE_SECONDS)   # a measurement window, not a wait for the server
+            used = cpu_seconds(server.pid) - cpu_before
+            elapsed = time.monotonic() - started
+            assert used < elapsed * 0.5, explain(
+                STEP, server.command, "while its client reads nothing, the server sleeps",
+                f"after {sent} bytes sent and none read back, it used {used:.2f} s of CPU "
+                f"in {elapsed:.2f} s",
+                "the client's interest was not updated (EPOLL_CTL_MOD): level-triggered "
+                "epoll reports the unread input on every call")
+
+            client.shutdown(socket.SHUT_WR)
+            received_digest, received = hashlib.sha256(), 0
+            deadline = time.monotonic() + PHASE_SECONDS
+            with selectors.EpollSelector() as selector:
+                selector.register(client, selectors.EVENT_READ)
+                while time.monotonic() < deadline:
+                    if not selector.select(deadline - time.monotonic()):
+                        continue
+                    chunk = client.recv(1 << 20)
+                    if not chunk:
+                        break
+                    received_digest.update(chunk)
+                    received += len(chunk)
+            assert (received, received_digest.digest()) == (sent, sent_digest.digest()), explain(
+                STEP, server.command, f"all {sent} bytes come back unchanged once the client "
+                "reads again", f"{received} bytes came back"
+                + ("" if received != sent else ", different from those sent"),
+                "output not resumed after backpressure: EPOLLIN back on once it drains?")
