@@ -74,6 +74,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Connection:
+    """One client's state: how many round trips are left, and the message in flight."""
+
+    def __init__(self, index, round_trips):
+        self.index = index
+        self.trips_left = round_trips   # 0: an idle connection, it only connects
+        self.connected = False
+        self.unsent = self.expected = b""
+        self.received = bytearray()
+
+
 class Clients:
     """Echo clients driven by one epoll selector, each a small state machine:
     connect, then `round_trips` times send a message and read it back, close."""
@@ -81,7 +92,7 @@ class Clients:
     def __init__(self, lab, port, remote):
         self.lab, self.port, self.remote = lab, port, remote
         self.selector = selectors.EpollSelector()
-        self.state = {}   # socket -> [index, trips left, unsent bytes, expected, received]
+        self.state = {}   # socket -> Connection
 
     def open(self, index, round_trips):
         sock = self.lab.socket(socket.AF_INET, "remote" if self.remote else "local")
@@ -90,19 +101,20 @@ class Clients:
         if status not in (0, errno.EINPROGRESS):
             sock.close()
             raise OSError(status, f"connect: {os.strerror(status)}")
-        self.state[sock] = [index, round_trips, b"", b"", bytearray()]
+        self.state[sock] = Connection(index, round_trips)
         self.selector.register(sock, selectors.EVENT_WRITE)
 
-    def _next_message(self, sock, st):
-        message = f"{st[0]}:{st[1]}:".encode().ljust(MESSAGE_SIZE, b".")
-        st[2], st[3], st[4] = message, message, bytearray()
-        self._send(sock, st)
+    def _next_message(self, sock, conn):
+        message = f"{conn.index}:{conn.trips_left}:".encode().ljust(MESSAGE_SIZE, b".")
+        conn.unsent = conn.expected = message
+        conn.received = bytearray()
+        self._send(sock, conn)
 
-    def _send(self, sock, st):
-        sent = sock.send(st[2])
-        st[2] = st[2][sent:]
+    def _send(self, sock, conn):
+        sent = sock.send(conn.unsent)
+        conn.unsent = conn.unsent[sent:]
         self.selector.modify(sock, selectors.EVENT_READ
-                             | (selectors.EVENT_WRITE if st[2] else 0))
+                             | (selectors.EVENT_WRITE if conn.unsent else 0))
 
     def close(self, sock):
         self.selector.unregister(sock)
@@ -114,39 +126,40 @@ class Clients:
         finished = trips = 0
         for key, events in self.selector.select(timeout):
             sock = key.fileobj
-            st = self.state[sock]
-            if not st[3]:   # still connecting
+            conn = self.state[sock]
+            if not conn.connected:
                 status = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if status:
                     raise OSError(status, f"connect: {os.strerror(status)}")
-                if st[1] == 0:   # an idle connection: connected is all it does
+                conn.connected = True
+                if conn.trips_left == 0:   # idle: connected is all it does
                     self.selector.modify(sock, selectors.EVENT_READ)
-                    st[3] = b"idle"
                     finished += 1
                 else:
-                    self._next_message(sock, st)
+                    self._next_message(sock, conn)
                 continue
-            if events & selectors.EVENT_WRITE and st[2]:
-                self._send(sock, st)
+            if events & selectors.EVENT_WRITE and conn.unsent:
+                self._send(sock, conn)
             if not events & selectors.EVENT_READ:
                 continue
             chunk = sock.recv(65536)
-            if st[1] == 0:
-                raise OSError(f"idle connection {st[0]} got {chunk!r}: the server closed it?")
+            if conn.trips_left == 0:
+                raise OSError(f"idle connection {conn.index} got {chunk!r}: the server closed it?")
             if not chunk:
-                raise OSError(f"connection {st[0]}: closed by the server before its echo")
-            st[4] += chunk
-            if len(st[4]) < len(st[3]):
+                raise OSError(f"connection {conn.index}: closed by the server before its echo")
+            conn.received += chunk
+            if len(conn.received) < len(conn.expected):
                 continue
-            if st[4] != st[3]:
-                raise OSError(f"connection {st[0]}: sent {st[3]!r}, got {bytes(st[4])!r}")
+            if conn.received != conn.expected:
+                raise OSError(f"connection {conn.index}: sent {conn.expected!r}, "
+                              f"got {bytes(conn.received)!r}")
             trips += 1
-            st[1] -= 1
-            if st[1] == 0:
+            conn.trips_left -= 1
+            if conn.trips_left == 0:
                 self.close(sock)
                 finished += 1
             else:
-                self._next_message(sock, st)
+                self._next_message(sock, conn)
         return finished, trips
 
     def run(self, total, concurrency, round_trips, seconds, first_index=0):
