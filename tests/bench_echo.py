@@ -16,6 +16,7 @@ wrong one stops that step's run.
 
     make && python3 tests/bench_echo.py                      (--help for options)
     python3 tests/bench_echo.py --idle 5000 --steps 07_poll,08_epoll
+    make bench BENCH_ARGS="--idle 10000 --remote"            (the same, via make)
 """
 
 import argparse
