@@ -1,6 +1,8 @@
 /* signals.c -- see signals.h. */
 #include "signals.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 /* The one piece of global state in the course: a signal handler can talk to
  * the loop it interrupted in no other way.  Private to this file. */
 static volatile sig_atomic_t stop_signal;
+static int stop_pipe[2] = { -1, -1 };   /* [0] read end, [1] write end */
 
 static void fail(const char *call)
 {
@@ -73,7 +76,13 @@ void exit_on_stop_signals(void)
 
 static void on_stop_signal(int signal_number)
 {
+    int saved_errno = errno;   /* the interrupted code may be about to read it */
     stop_signal = signal_number;
+    /* Wake a poll() that has the pipe in its list.  Non-blocking: if the pipe
+     * is somehow full, it is readable already. */
+    ssize_t written = write(stop_pipe[1], "", 1);
+    (void)written;
+    errno = saved_errno;
 }
 
 void catch_stop_signals(void)
@@ -92,6 +101,23 @@ void catch_stop_signals(void)
 bool stop_requested(void)
 {
     return stop_signal != 0;
+}
+
+int stop_signal_fd(void)
+{
+    /* Made on first use, so programs that never wait on it do not hold it.
+     * Until then the handler's write() fails harmlessly on fd -1. */
+    if (stop_pipe[0] == -1) {
+        if (pipe(stop_pipe) == -1)
+            fail("pipe");
+        for (int i = 0; i < 2; i++)
+            if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) == -1
+                || fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) == -1)
+                fail("fcntl");
+        if (stop_signal != 0 && write(stop_pipe[1], "", 1) == -1)
+            fail("write");      /* a signal came before the pipe existed */
+    }
+    return stop_pipe[0];
 }
 
 const char *stop_signal_name(void)

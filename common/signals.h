@@ -12,7 +12,11 @@
  *   simply ends the process with status 0.  A flag checked by the loop would
  *   race: a signal landing just before accept() would wait for a client.
  * - Servers with an event loop call catch_stop_signals(): SIGINT/SIGTERM then
- *   interrupt the waiting call (EINTR) and stop_requested() turns true.
+ *   interrupt the waiting call (EINTR) and stop_requested() turns true.  A
+ *   loop that sleeps in poll() or epoll_wait() without a bound also watches
+ *   stop_signal_fd(), a pipe the handler writes a byte into: a signal that
+ *   lands after the loop's stop_requested() test, but before it goes to
+ *   sleep, then still wakes it (the "self-pipe trick").
  */
 #ifndef SIGNALS_H
 #define SIGNALS_H
@@ -26,6 +30,7 @@ void exit_on_stop_signals(void);
 
 void catch_stop_signals(void);
 bool stop_requested(void);
+int stop_signal_fd(void);                /* readable once a stop signal came */
 const char *stop_signal_name(void);      /* "SIGINT", "SIGTERM" or "none" */
 
 #endif

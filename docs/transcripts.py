@@ -75,7 +75,7 @@ Only these, and only where shown; everything else must match exactly:
     choose (7777, 8080, ...) are below it and still checked;
   - pids: 'pid=N', '[pid N]', 'si_pid=N', strace's 'Process N', and the
     pid in '/proc/N/';
-  - socket inode numbers: 'socket:[N]';
+  - socket and pipe inode numbers: 'socket:[N]', 'pipe:[N]';
   - strace timings: '<0.000123>';
   - trailing spaces on a line (editors strip them), and runs of spaces
     between columns (ss pads its columns to fit the widest entry).
@@ -211,7 +211,7 @@ NORMALISE = [
     (re.compile(r"\bsi_pid=\d+"), "si_pid=<PID>"),
     (re.compile(r"\bProcess \d+ (attached|detached)"), r"Process <PID> \1"),
     (re.compile(r"/proc/\d+/"), "/proc/<PID>/"),
-    (re.compile(r"socket:\[\d+\]"), "socket:[<INODE>]"),
+    (re.compile(r"(socket|pipe):\[\d+\]"), r"\1:[<INODE>]"),
     (re.compile(r"<\d+\.\d+>"), "<TIME>"),
 ]
 

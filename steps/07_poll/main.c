@@ -19,6 +19,11 @@
  * hung-up client makes poll() return at once, forever.  The timeout is the
  * time until the next client would be idle too long (-1: none).
  *
+ * Sleeping without a bound brings one new duty: a Ctrl-C landing between the
+ * loop's stop_requested() test and poll() would be noticed only at the next
+ * event.  So the list also holds stop_signal_fd(), a pipe the signal handler
+ * writes to (common/signals.h): the signal always wakes poll().
+ *
  *     build/07_poll                          listening on 127.0.0.1:7777
  *     nc 127.0.0.1 7777  (several at once)   each gets its own lines back
  *
@@ -77,14 +82,15 @@ int main(int argc, char **argv)
     }
 
     struct connection_table table;
-    /* One pollfd for the listening socket, one per possible client; the
-     * matching client of fds[i] is clients[i]. */
-    struct pollfd *fds = calloc((size_t)args.max_clients + 1, sizeof *fds);
-    struct connection **clients = calloc((size_t)args.max_clients + 1, sizeof *clients);
+    /* One pollfd for the listening socket, one for the stop pipe, one per
+     * possible client; the matching client of fds[i] is clients[i]. */
+    struct pollfd *fds = calloc((size_t)args.max_clients + 2, sizeof *fds);
+    struct connection **clients = calloc((size_t)args.max_clients + 2, sizeof *clients);
     if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
         perror(argv[0]);
         return 1;
     }
+    int stop_fd = stop_signal_fd();
     printf("listening on %s\n", local);
     fflush(stdout);
 
@@ -94,7 +100,12 @@ int main(int argc, char **argv)
         fds[0].fd = listen_fd;
         fds[0].events = connections_accepting(&table) ? POLLIN : 0;
         fds[0].revents = 0;
-        nfds_t count = 1;
+        /* Unlike step 6, we may now sleep in poll() for good: a signal that
+         * lands after the loop test but before poll() must still wake us. */
+        fds[1].fd = stop_fd;
+        fds[1].events = POLLIN;
+        fds[1].revents = 0;
+        nfds_t count = 2;
         for (int i = 0; i < table.max_clients; i++) {
             struct connection *c = &table.slots[i];
             if (c->fd == -1)
@@ -115,7 +126,7 @@ int main(int argc, char **argv)
         }
 
         /* Slots never move, so closing one here cannot make us skip another. */
-        for (nfds_t i = 1; i < count; i++)
+        for (nfds_t i = 2; i < count; i++)
             if (fds[i].revents != 0)
                 connection_handle(&table, clients[i], ready_from(fds[i].revents));
 

@@ -116,8 +116,11 @@ int main(int argc, char **argv)
      * clients are registered as they come (watch) and leave the set by
      * themselves when their descriptor is closed. */
     struct epoll_event listen_event = { .events = EPOLLIN, .data.ptr = NULL };
+    /* The stop pipe, as in step 7; its event carries its own address. */
+    struct epoll_event stop_event = { .events = EPOLLIN, .data.ptr = &stop_event };
     int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd == -1 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &listen_event) == -1
+        || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_signal_fd(), &stop_event) == -1
         || connections_init(&table, &args) == -1) {
         perror(argv[0]);
         return 1;
@@ -153,6 +156,8 @@ int main(int argc, char **argv)
          * is refilled only by an accept whose socket is not in this batch:
          * no event below can reach the wrong client. */
         for (int i = 0; i < ready; i++) {
+            if (events[i].data.ptr == &stop_event)
+                continue;              /* a stop signal: the loop test ends it */
             struct connection *c = events[i].data.ptr;
             if (c == NULL) {
                 while ((c = connection_accept(&table, listen_fd)) != NULL)
