@@ -40,7 +40,7 @@ ordinary text: nobody runs it.
   the order, so it is the same on every run.  The tool takes the output once
   all is quiet: the foreground command has exited, and every process of
   every background job is asleep (blocked in accept, read, sigwait ...),
-  checked twice in a row.  That is a poll with a deadline, not a sleep.
+  checked three times in a row, 20 ms apart.  That is a poll with a deadline, not a sleep.
 - `COMMAND &` starts a background job (%1, %2 ... in order).  The tool
   waits for its first line of output, then for quiet, so a server's
   "listening on" line always shows right under it.  A background command
@@ -109,6 +109,8 @@ PROMPTS = (("other$ ", "remote"), ("$ ", "local"))
 COMMAND_SECONDS = 10      # a foreground command must end within this
 FIRST_LINE_SECONDS = 5    # a background command must print within this
 QUIET_SECONDS = 5         # everything must settle within this after a command
+QUIET_CHECKS = 3          # looks 20 ms apart that must all find nothing moving: two
+                          # were once fooled under load (a packet between processes)
 STOP_SECONDS = 5          # a signalled job must exit within this
 
 SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL,
@@ -336,13 +338,13 @@ class Runner:
         return [job.pid for job, _ in self.jobs if job.poll() is None]
 
     def _wait_quiet(self, what):
-        """Poll until the output stops and every job is blocked, twice in a row."""
+        """Poll until the output stops and every job is blocked, QUIET_CHECKS times in a row."""
         deadline = time.monotonic() + QUIET_SECONDS
         calm = 0
-        while calm < 2:
+        while calm < QUIET_CHECKS:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what}: the jobs were still busy after {QUIET_SECONDS} s")
-            got = self._drain(wait=0.01)
+            got = self._drain(wait=0.02)
             calm = 0 if got or not _all_asleep(self._live_jobs()) else calm + 1
 
     def _run_foreground(self, where, command):
