@@ -16,6 +16,16 @@ import socket
 import subprocess
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def all_steps():
+    """The course's steps, as the folders under steps/ name them, in order."""
+    steps_root = os.path.join(ROOT, "steps")
+    return sorted(name for name in os.listdir(steps_root)
+                  if name[:2].isdigit() and os.path.isdir(os.path.join(steps_root, name)))
+
+
 ADDRESS_LINE = re.compile(r"^(bound to|listening on) (\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\s]+)):(?P<port>\d+)$")
 
 CONNECTED, REFUSED, TIMED_OUT, UNREACHABLE = "connected", "refused", "timed out", "unreachable"

@@ -129,12 +129,6 @@ placeholder lines below.""",
 }
 
 
-def all_steps():
-    steps_root = os.path.join(ROOT, "steps")
-    return sorted(name for name in os.listdir(steps_root)
-                  if name[:2].isdigit() and os.path.isdir(os.path.join(steps_root, name)))
-
-
 def _comment(text, indent):
     lines = text.splitlines()
     out = [f"{indent}/* {lines[0]}"] + [f"{indent} * {line}" if line else f"{indent} *"

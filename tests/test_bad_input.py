@@ -5,18 +5,15 @@ The steps are the folders under steps/, so later steps are checked as soon
 as they exist.
 """
 
-import os
 import socket
 import subprocess
 
 import pytest
 
 from lab import REMOTE_V4
-from programs import explain
+from programs import all_steps, explain
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALL_STEPS = sorted(name for name in os.listdir(os.path.join(ROOT, "steps"))
-                   if name[:2].isdigit())
+ALL_STEPS = all_steps()
 BINDING_STEPS = [step for step in ALL_STEPS if step >= "03"]
 
 USAGE_ERRORS = [

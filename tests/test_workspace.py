@@ -14,10 +14,10 @@ import sys
 import pytest
 
 import skeletons
-from programs import explain
+from programs import all_steps, explain
 
 ROOT = skeletons.ROOT
-STEPS = skeletons.all_steps()
+STEPS = all_steps()
 TOOL = os.path.join(ROOT, "tests", "workspace.py")
 
 

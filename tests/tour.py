@@ -25,7 +25,7 @@ import sys
 import textwrap
 
 import lab as lab_module   # first: entering the lab needs a single-threaded process
-from programs import CONNECTED, REFUSED, TIMED_OUT, Program, connect, recv_exactly
+from programs import CONNECTED, REFUSED, TIMED_OUT, Program, all_steps, connect, recv_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIS, OTHER = lab_module.LOCAL_V4, lab_module.REMOTE_V4
@@ -313,8 +313,7 @@ class Tour:
         steps = [("01_socket", self.step_01), ("02_reuseaddr", self.step_02),
                  ("03_bind", self.step_03), ("04_listen", self.step_04),
                  ("05_accept", self.step_05)]
-        later = sorted(name for name in os.listdir(os.path.join(ROOT, "steps"))
-                       if name[:2].isdigit() and int(name[:2]) >= 6)
+        later = [name for name in all_steps() if int(name[:2]) >= 6]
         steps += [(name, lambda name=name: self.step_many(name)) for name in later]
         for number, (name, show) in enumerate(steps):
             if number:

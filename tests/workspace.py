@@ -29,6 +29,7 @@ import subprocess
 import sys
 
 import skeletons
+from programs import all_steps
 
 try:
     import pytest
@@ -49,7 +50,7 @@ def fail_usage(message):
 
 def resolve_step(given, command):
     """'03_bind', '03' or '3' -> '03_bind'; exits 2 with the list otherwise."""
-    steps = skeletons.all_steps()
+    steps = all_steps()
     listing = " ".join(steps)
     if not given:
         fail_usage(f"make {command} STEP=NN_name: which step?  The steps are: {listing}")
@@ -262,7 +263,7 @@ class StepReport:
                      f"    make check STEP={self.step}\n"
                      f"again.  Stuck?  Compare with {more}the reference: steps/{self.step}/.")
             return 1
-        steps = skeletons.all_steps()
+        steps = all_steps()
         later = steps[steps.index(self.step) + 1:]
         self.say(f"step {self.step}: all {total - len(skipped)} checks pass.  Well done!")
         if later:
