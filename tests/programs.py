@@ -166,25 +166,25 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self._collect_the_rest()
                 self.returncode = "still running"
-                os.set_blocking(self.proc.stdout.fileno(), True)
-                self._rest = self.proc.stdout.read().decode(errors="replace")
-                self.stderr = self.proc.stderr.read().decode(errors="replace")
                 raise AssertionError(explain(
                     self.step, self.command, f"{signal.Signals(sig).name} should end it within {timeout} s",
                     "it kept running and had to be killed",
                     "a blocking call restarted after the signal (SA_RESTART?), or the loop "
                     "does not check for the stop request"))
+            self._collect_the_rest()
             self.returncode = self.proc.returncode
-            os.set_blocking(self.proc.stdout.fileno(), True)
-            rest = self.proc.stdout.read()
-            self._pending += rest
-            if self._pending:
-                self.lines.extend(line.decode(errors="replace")
-                                  for line in self._pending.split(b"\n") if line)
-                self._pending = b""
-            self.stderr = self.proc.stderr.read().decode(errors="replace")
         return self.returncode
+
+    def _collect_the_rest(self):
+        """Once it has exited: the rest of stdout into lines, stderr whole."""
+        os.set_blocking(self.proc.stdout.fileno(), True)
+        self._pending += self.proc.stdout.read()
+        self.lines.extend(line.decode(errors="replace")
+                          for line in self._pending.split(b"\n") if line)
+        self._pending = b""
+        self.stderr = self.proc.stderr.read().decode(errors="replace")
 
     def expect_clean_exit(self, sig=signal.SIGTERM):
         status = self.stop(sig)
