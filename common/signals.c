@@ -63,15 +63,23 @@ static void exit_now(int signal_number)
     _exit(0);   /* async-signal-safe, unlike exit() */
 }
 
-void exit_on_stop_signals(void)
+/* No SA_RESTART: a blocked accept() or poll() returns EINTR, so a loop
+ * sees the request at once. */
+static void handle_stop_signals(void (*handler)(int))
 {
     ignore_sigpipe();
     struct sigaction action;
     memset(&action, 0, sizeof action);
-    action.sa_handler = exit_now;
+    action.sa_handler = handler;
     sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;
     if (sigaction(SIGINT, &action, NULL) == -1 || sigaction(SIGTERM, &action, NULL) == -1)
         fail("sigaction");
+}
+
+void exit_on_stop_signals(void)
+{
+    handle_stop_signals(exit_now);
 }
 
 static void on_stop_signal(int signal_number)
@@ -87,15 +95,7 @@ static void on_stop_signal(int signal_number)
 
 void catch_stop_signals(void)
 {
-    ignore_sigpipe();
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;   /* no SA_RESTART: a blocked accept() or poll()
-                              returns EINTR so the loop sees the request */
-    if (sigaction(SIGINT, &action, NULL) == -1 || sigaction(SIGTERM, &action, NULL) == -1)
-        fail("sigaction");
+    handle_stop_signals(on_stop_signal);
 }
 
 bool stop_requested(void)
