@@ -4,6 +4,8 @@
 #   make 03_bind          build one step
 #   make test             build, then run the tests (pytest) against build/
 #   make test SANITIZE=1  the same with AddressSanitizer + UBSan, in build/sanitize/
+#   make test LAB_HOSTS=ipv4-only   the whole suite under the lab's other /etc/hosts
+#                         (default: stock, localhost = ::1 then 127.0.0.1; tests/lab.py)
 #   make workspace STEP=03_bind   your own copy of a step, with TODOs: workspace/03_bind/
 #   make check STEP=03_bind       build yours (build/workspace/03_bind/) and run that step's tests
 #   make tour             build, then a guided tour: every step run live in the two-host lab
@@ -68,6 +70,11 @@ $(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_ser
 # python3 on PATH may be another interpreter that cannot see it.
 PYTHON ?= $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3 python; do \
             "$$p" -c 'import pytest' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+
+# The lab's /etc/hosts for a whole run (tests/lab.py reads it from the
+# environment): stock or ipv4-only.
+LAB_HOSTS ?= stock
+export LAB_HOSTS
 
 test: all $(TEST_TOOLS)
 	@if [ -z "$(PYTHON)" ]; then \

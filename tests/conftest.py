@@ -5,8 +5,16 @@
     python3 -m pytest tests -k 03                 one step
 
 The whole run happens inside the lab (tests/lab.py): a private network with a
-second computer.  Where the lab cannot be made, the tests that need it are
-skipped with the reason; under CI (CI=true) nothing may be skipped.
+second computer, and name resolution of its own.  Its /etc/hosts is the
+stock distribution's (localhost: ::1, then 127.0.0.1) unless LAB_HOSTS says
+otherwise:
+
+    LAB_HOSTS=ipv4-only python3 -m pytest tests   localhost: 127.0.0.1 alone
+
+Tests whose outcome depends on what localhost is take the `hosts` fixture
+and run under both files, whatever LAB_HOSTS says.  Where the lab cannot be
+made, the tests that need it are skipped with the reason; under CI (CI=true)
+nothing may be skipped.
 """
 
 import os
@@ -65,6 +73,18 @@ def private_lab(lab):
     if not lab.private:
         pytest.skip(f"needs a private network namespace: {lab.reason}")
     return lab
+
+
+@pytest.fixture(params=sorted(lab_module.HOSTS_FILES))
+def hosts(request, lab):
+    """Run the test under each of the lab's /etc/hosts files; gives the
+    addresses localhost resolves to there, in getaddrinfo's order."""
+    if not lab.names:
+        pytest.skip(f"needs the lab's own /etc/hosts: {lab.reason}")
+    run_default = lab.hosts
+    lab.use_hosts(request.param)
+    yield lab_module.LOCALHOST[request.param]
+    lab.use_hosts(run_default)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The test lab: a private network with two computers, made without root.
+"""The test lab: a private network with two computers, made without root,
+with its own name resolution and its own kernel settings.
 
 Every test, the tour and the transcript capture run inside it:
 
@@ -16,6 +17,24 @@ we return, so a test connects "from the other computer" with an ordinary
 Python socket.  All addresses come from the documentation ranges
 (198.51.100.0/24, 2001:db8::/32): nothing here can leave the machine.
 
+The lab owns everything a test's outcome depends on, so that the suite
+gives the same answers on a learner's laptop as here:
+
+- Name resolution.  The process also gets a mount namespace of its own, in
+  which the lab's own files are bind-mounted over /etc/hosts (one of
+  HOSTS_FILES: "stock", the lines Debian, Fedora and Docker ship, under which
+  glibc lists ::1 first for localhost; or "ipv4-only", 127.0.0.1 alone),
+  /etc/nsswitch.conf (hosts: files, nothing else: no DNS, no
+  systemd-resolved, no myhostname), /etc/gai.conf (empty: glibc's built-in
+  address order, whatever the machine's says) and /etc/host.conf, and nscd's
+  socket is hidden, since nscd would answer from outside the namespace.
+  LAB_HOSTS=ipv4-only in the environment picks the other hosts file for a
+  whole run; use_hosts() switches it for one test.
+- Kernel settings (SYSCTLS): a new network namespace starts from the kernel's
+  defaults, and copies a few (tcp_rmem, tcp_wmem) from the machine's, which
+  a learner's kernel or distribution may have changed.  The lab sets every
+  one a test relies on, in both computers.
+
 enter() must run while the process has one thread (the kernel refuses
 unshare(CLONE_NEWUSER) otherwise): pytest's conftest and the tour call it
 first thing.  Where a namespace cannot be made, Lab says why in `reason`.
@@ -27,14 +46,72 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
+import time
 
 LOCAL_V4 = "198.51.100.1"
 REMOTE_V4 = "198.51.100.2"
 LOCAL_V6 = "2001:db8::1"
 REMOTE_V6 = "2001:db8::2"
 
+# The lab's /etc/hosts, by name.  "stock" is what a learner most likely has:
+# Debian 12's lines for localhost (Fedora's and Docker's default say the same).
+HOSTS_FILES = {
+    "stock": ("127.0.0.1\tlocalhost\n"
+              "::1\t\tlocalhost ip6-localhost ip6-loopback\n"),
+    "ipv4-only": "127.0.0.1\tlocalhost\n",
+}
+# What getaddrinfo("localhost") lists under each, in glibc's order (its
+# built-in RFC 3484 table ranks ::1 above any IPv4 address).
+LOCALHOST = {
+    "stock": ("::1", "127.0.0.1"),
+    "ipv4-only": ("127.0.0.1",),
+}
+DEFAULT_HOSTS = "stock"
+
+# Every kernel setting a test or a transcript relies on, with its default on
+# a current kernel; written in both computers' network namespaces.
+SYSCTLS = {
+    # '::' without IPV6_V6ONLY takes IPv4 clients too (steps 1-5 on '::').
+    "net/ipv6/bindv6only": "0",
+    # IPv6 on, whatever the machine's "all"/"default" say (a new namespace
+    # may inherit them: net.core.devconf_inherit_init_net).
+    "net/ipv6/conf/all/disable_ipv6": "0",
+    "net/ipv6/conf/default/disable_ipv6": "0",
+    "net/ipv6/conf/lo/disable_ipv6": "0",
+    # Where kernel-picked ports come from: the transcripts treat exactly
+    # this range as "varies between runs".
+    "net/ipv4/ip_local_port_range": "32768 60999",
+    # Ports below 1024 need CAP_NET_BIND_SERVICE (Docker sets 0: none do).
+    "net/ipv4/ip_unprivileged_port_start": "1024",
+    # listen() caps BACKLOG at this (128 before Linux 5.4; lesson 4 shows 4096).
+    "net/core/somaxconn": "4096",
+    # A full accept queue drops SYNs (the client retries) instead of resetting.
+    "net/ipv4/tcp_abort_on_overflow": "0",
+    # SYN cookies when the SYN queue overflows; the SYN queue's bound when off.
+    "net/ipv4/tcp_syncookies": "1",
+    "net/ipv4/tcp_max_syn_backlog": "4096",
+    # A closed connection's TIME-WAIT is kept (lesson 2), up to this many.
+    "net/ipv4/tcp_max_tw_buckets": "65536",
+    # Socket buffer sizes (min, default, max): what a slow reader lets pile
+    # up in the kernel.  Copied from the machine's into a new namespace.
+    "net/ipv4/tcp_rmem": "4096 131072 6291456",
+    "net/ipv4/tcp_wmem": "4096 16384 4194304",
+}
+
+# The files of the lab's name resolution: path -> what to put there.
+NSSWITCH_HOSTS_LINE = "hosts:          files\n"
+GAI_CONF = ("# The lab's /etc/gai.conf: no rules, so glibc's built-in table (RFC 3484)\n"
+            "# orders the addresses, whatever this machine's gai.conf says.\n")
+HOST_CONF = "multi on\n"
+NSCD_DIR = "/var/run/nscd"   # glibc asks the nscd listening in here first
+
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -50,13 +127,53 @@ def _run(argv):
         raise OSError(f"{' '.join(argv)}: {result.stderr.strip()}")
 
 
+def _mount(source, target, fstype=None, flags=0):
+    if _libc.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags,
+                   None) != 0:
+        raise _os_error(f"mount {source} on {target}")
+
+
+def _write_sysctls(values):
+    """Write each /proc/sys/NAME in the calling thread's network namespace."""
+    for name, value in values.items():
+        try:
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(value)
+        except OSError as error:
+            raise OSError(f"sysctl {name.replace('/', '.')}={value}: {error.strerror}") from None
+
+
+def _nsswitch_conf():
+    """The machine's nsswitch.conf with its hosts line replaced: passwd,
+    group and the rest stay as they are (ps, ss and id look users up)."""
+    try:
+        with open("/etc/nsswitch.conf") as f:
+            lines = [line for line in f if not line.lstrip().startswith("hosts:")]
+    except FileNotFoundError:
+        lines = []
+    return "".join(lines) + NSSWITCH_HOSTS_LINE
+
+
+def hosts_name():
+    """The hosts file for this run: $LAB_HOSTS, or "stock"."""
+    name = os.environ.get("LAB_HOSTS") or DEFAULT_HOSTS
+    if name not in HOSTS_FILES:
+        raise ValueError(f"LAB_HOSTS={name!r}: the lab's hosts files are "
+                         f"{', '.join(sorted(HOSTS_FILES))}")
+    return name
+
+
 class Lab:
     """The two-computer network, or the reason there is none."""
 
     def __init__(self):
         self.private = False   # are we in our own network namespace?
         self.remote = False    # is the other computer there?
+        self.names = False     # do our own files answer for "localhost"?
+        self.hosts = None      # the name of the hosts file in use (HOSTS_FILES)
         self.reason = ""       # why not, in words a learner can act on
+        self._hosts_fd = None  # our /etc/hosts: rewritten through this
+        self._etc_folder = None  # where our /etc files live
         self._remote_keeper = None
         self._remote_ns = None
         self._home_ns = None
@@ -65,17 +182,58 @@ class Lab:
 
     def _enter_private_network(self):
         uid, gid = os.getuid(), os.getgid()
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0:
             with open("/proc/self/setgroups", "w") as f:
                 f.write("deny")
             with open("/proc/self/uid_map", "w") as f:
                 f.write(f"0 {uid} 1")
             with open("/proc/self/gid_map", "w") as f:
                 f.write(f"0 {gid} 1")
-        elif _libc.unshare(CLONE_NEWNET) != 0:   # root where user namespaces are off
-            raise _os_error("unshare(CLONE_NEWUSER|CLONE_NEWNET)")
+        elif _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:   # root where user namespaces are off
+            raise _os_error("unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS)")
         self.private = True
+        _write_sysctls(SYSCTLS)
         _run(["ip", "link", "set", "lo", "up"])
+
+    def _own_name_resolution(self, hosts):
+        """Bind-mount the lab's files over the machine's, in our mount namespace."""
+        # First, so that nothing mounted here shows in the machine's namespace
+        # (as real root without a user namespace, mounts would propagate).
+        _mount("none", "/", flags=MS_REC | MS_PRIVATE)
+        files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
+                 "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF}
+        # Kept until close(), not unlinked at once: a lab made inside this one
+        # (a transcript's) mounts its own over ours, and a mount point whose
+        # file is deleted takes no mount.
+        self._etc_folder = tempfile.mkdtemp(prefix="lab-etc-")
+        for target, text in files.items():
+            if not os.path.exists(target):
+                if target in ("/etc/gai.conf", "/etc/host.conf"):
+                    continue   # missing means glibc's defaults: what we want
+                raise OSError(f"{target} does not exist, so the lab cannot put its own "
+                              "in its place")
+            source = os.path.join(self._etc_folder, os.path.basename(target))
+            with open(source, "w") as f:
+                f.write(text)
+            _mount(source, target, flags=MS_BIND)
+            if target == "/etc/hosts":
+                # Kept open: use_hosts() rewrites the file through it, never
+                # through the path (which, unmounted, is the machine's).
+                self._hosts_fd = os.open(source, os.O_RDWR | os.O_CLOEXEC)
+        if os.path.isdir(NSCD_DIR):
+            _mount("lab", NSCD_DIR, fstype="tmpfs")   # an empty folder: no nscd here
+        self.hosts = hosts
+        self.names = True
+
+    def use_hosts(self, name):
+        """Make the lab's /etc/hosts the HOSTS_FILES entry `name` (from the
+        next name lookup on: glibc reads the file at every lookup)."""
+        if not self.names:
+            raise RuntimeError(f"the lab has no /etc/hosts of its own: {self.reason}")
+        data = HOSTS_FILES[name].encode()
+        os.ftruncate(self._hosts_fd, 0)
+        os.pwrite(self._hosts_fd, data, 0)
+        self.hosts = name
 
     def _add_remote_computer(self):
         # The other computer is a network namespace kept alive by a child;
@@ -86,6 +244,11 @@ class Lab:
         if self._remote_keeper.stdout.readline() != b"ready\n":
             raise OSError("unshare --net: could not make the second network namespace")
         pid = str(self._remote_keeper.pid)
+        self._remote_ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._home_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.remote = True
+        with self._on_remote():
+            _write_sysctls(SYSCTLS)
         remote = ["nsenter", "-t", pid, "-n"]
         _run(["ip", "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
               "netns", pid])
@@ -96,11 +259,13 @@ class Lab:
         _run(remote + ["ip", "addr", "add", f"{REMOTE_V4}/24", "dev", "lab1"])
         _run(remote + ["ip", "-6", "addr", "add", f"{REMOTE_V6}/64", "dev", "lab1", "nodad"])
         _run(remote + ["ip", "link", "set", "lab1", "up"])
-        self._remote_ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._home_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.remote = True
 
-    def enter(self):
+    def enter(self, hosts=None):
+        """Make the lab and move this process into it; hosts: a HOSTS_FILES
+        name (default: $LAB_HOSTS, else "stock")."""
+        hosts = hosts or hosts_name()
+        for name in ("LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"):   # they bend lookups
+            os.environ.pop(name, None)
         missing = [tool for tool in ("ip", "unshare", "nsenter") if not shutil.which(tool)]
         if missing:
             self.reason = (f"the lab needs {', '.join(missing)} (Debian: apt-get install "
@@ -113,19 +278,28 @@ class Lab:
                            "namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
                            "kernel.apparmor_restrict_unprivileged_userns=0) or run as root")
             return self
+        problems = []
+        try:
+            self._own_name_resolution(hosts)
+        except OSError as error:
+            problems.append(f"no name resolution of the lab's own: {error}")
         try:
             self._add_remote_computer()
         except (OSError, subprocess.SubprocessError) as error:
-            self.reason = f"no second host: {error} (the kernel needs veth support)"
+            self.remote = False
+            problems.append(f"no second host: {error} (the kernel needs veth support)")
+        self.reason = "; ".join(problems)
         return self
 
     def close(self):
         if self._remote_keeper is not None:
             self._remote_keeper.stdin.close()
             self._remote_keeper.wait(timeout=5)
-        for fd in (self._remote_ns, self._home_ns):
+        for fd in (self._remote_ns, self._home_ns, self._hosts_fd):
             if fd is not None:
                 os.close(fd)
+        if self._etc_folder is not None:
+            shutil.rmtree(self._etc_folder, ignore_errors=True)
 
     # -- using it ----------------------------------------------------------
 
@@ -154,21 +328,58 @@ class Lab:
             raise RuntimeError(f"the lab has no second host: {self.reason}")
         return ["nsenter", "-t", str(self._remote_keeper.pid), "-n", "--"] + list(argv)
 
+    @contextlib.contextmanager
+    def sysctls(self, values):
+        """Other kernel settings on this computer until the block ends, then
+        the lab's own again.  values: {"net/ipv4/ip_local_port_range": "..."}."""
+        if not self.private:
+            raise RuntimeError(f"the lab has no network of its own: {self.reason}")
+        unknown = set(values) - set(SYSCTLS)
+        if unknown:
+            raise ValueError(f"not a setting the lab owns (SYSCTLS): {sorted(unknown)}")
+        _write_sysctls(values)
+        try:
+            yield
+        finally:
+            _write_sysctls({name: SYSCTLS[name] for name in values})
+
+    @contextlib.contextmanager
+    def without_ipv6_loopback(self, timeout=5):
+        """This computer as one without IPv6 on loopback: no ::1 to bind
+        (net.ipv6.conf.lo.disable_ipv6=1), until the block ends."""
+        try:
+            with self.sysctls({"net/ipv6/conf/lo/disable_ipv6": "1"}):
+                yield
+        finally:
+            # The kernel gives lo its ::1 back; wait until it can be bound.
+            deadline = time.monotonic() + timeout
+            while True:
+                with socket.socket(socket.AF_INET6) as probe:
+                    try:
+                        probe.bind(("::1", 0))
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise
+                time.sleep(0.01)   # polling with a deadline
+
     def describe(self):
+        hosts = (f"; /etc/hosts: {self.hosts} (localhost is "
+                 f"{' then '.join(LOCALHOST[self.hosts])})") if self.names else ""
         if self.remote:
             return (f"lab: private network; this computer {LOCAL_V4} / {LOCAL_V6}, "
-                    f"the other computer {REMOTE_V4} / {REMOTE_V6}")
+                    f"the other computer {REMOTE_V4} / {REMOTE_V6}{hosts}")
         if self.private:
-            return f"lab: private network, loopback only ({self.reason})"
-        return f"lab: none, the machine's own loopback ({self.reason})"
+            return f"lab: private network, loopback only ({self.reason}){hosts}"
+        return f"lab: none, the machine's own loopback and /etc/hosts ({self.reason})"
 
 
 _the_lab = None
 
 
-def enter():
+def enter(hosts=None):
     """Enter the lab once per process; later calls return the same Lab."""
     global _the_lab
     if _the_lab is None:
-        _the_lab = Lab().enter()
+        _the_lab = Lab().enter(hosts)
     return _the_lab
