@@ -59,9 +59,9 @@ $(BUILD)/workspace/%: $$(wildcard $(WORKSPACE)/$$(*D)/*.c) $(COMMON_HDR) $(BUILD
 	@mkdir -p $(@D)
 	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
 
-# tcp_server_create() with its system calls wrapped, so the tests can make
-# each one fail in turn (see tests/c/server_create_check.c).
-$(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_server.c $(COMMON_HDR) $(BUILD)/libcommon.a
+# tcp_server_create() and listeners_open() with their system calls wrapped,
+# so the tests can make each one fail in turn (tests/c/server_create_check.c).
+$(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_server.c common/listeners.c $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) \
 	    -Wl,--wrap=socket,--wrap=setsockopt,--wrap=bind,--wrap=listen $(BUILD)/libcommon.a

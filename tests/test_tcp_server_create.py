@@ -1,10 +1,13 @@
-"""common/tcp_server_create(): every failure path says what failed, and leaks nothing.
+"""common/tcp_server_create() and listeners_open(): every failure path says
+what failed, and leaks nothing.
 
 Driven through tests/c/server_create_check.c, which prints the helper's
 result and the number of open descriptors before and after.  Failures the
 lab can cause for real (unknown host, port in use, address not ours, port
 80 without the right) are caused for real; socket (out of descriptors),
-setsockopt and listen are made to fail by link-time wrappers.
+setsockopt and listen are made to fail by link-time wrappers.  listeners_open()
+(steps 6-8, every address) is checked the same way: what the programs show
+of it from outside is in test_every_address.py.
 """
 
 import os
@@ -26,8 +29,9 @@ def create(steps_dir):
     if not os.access(checker, os.X_OK):
         pytest.fail(f"{checker} is missing: run `make test` (it builds the test tools)")
 
-    def run(host, port, backlog=5, fail=(), prefix=()):
-        argv = list(prefix) + [checker, host, str(port), str(backlog)] + [str(f) for f in fail]
+    def run(host, port, backlog=5, fail=(), prefix=(), every_address=False):
+        argv = (list(prefix) + [checker] + (["--all"] if every_address else [])
+                + [host, str(port), str(backlog)] + [str(f) for f in fail])
         result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
         command = " ".join(argv)
         counts = re.search(r"^descriptors: (\d+) before, (\d+) after$", result.stdout, re.M)
@@ -40,7 +44,10 @@ def create(steps_dir):
         assert "ERROR: LeakSanitizer" not in result.stderr, explain(
             STEP, command, "nothing leaks", result.stderr,
             "freeaddrinfo() missing on a failure path")
-        return result.returncode, result.stdout.splitlines()[0], command
+        lines = result.stdout.splitlines()[:-1]   # without the descriptor count
+        if every_address:
+            return result.returncode, lines, command
+        return result.returncode, lines[0], command
     return run
 
 
@@ -122,3 +129,67 @@ def test_reports_the_last_failure_when_every_address_fails(create, private_lab):
     status, line, command = create("*", 0, fail=("bind", "EADDRINUSE"))
     expect_error((status, line, command), r"error: bind \[::\]:0: EADDRINUSE \(.+\)",
                  "both 0.0.0.0 and :: failed; the message names the last")
+
+
+# -- listeners_open(): a socket on every address, one port -------------------
+
+def test_every_address_listens_on_both_families_with_one_port(create, private_lab):
+    status, lines, command = create("*", 0, every_address=True)
+    ports = {line.rsplit(":", 1)[-1] for line in lines}
+    assert status == 0 and len(lines) == 2 and lines[0].startswith("listening on 0.0.0.0:") \
+        and lines[1].startswith("listening on [::]:") and len(ports) == 1, explain(
+        STEP, command, "0.0.0.0 and [::], on the same port", f"status {status}, {lines!r}")
+
+
+def test_every_address_picks_again_when_a_later_bind_finds_the_port_taken(create, private_lab):
+    # The second bind (on ::) fails once with EADDRINUSE: the kernel picks again.
+    status, lines, command = create("*", 0, fail=("bind", "EADDRINUSE", 1, 1),
+                                    every_address=True)
+    ports = {line.rsplit(":", 1)[-1] for line in lines}
+    assert status == 0 and len(lines) == 2 and len(ports) == 1, explain(
+        STEP, command, "after one more pick, 0.0.0.0 and [::] on one port",
+        f"status {status}, {lines!r}", "PORT 0 taken on a later address: pick again")
+
+
+def expect_every_address_error(result, pattern, why):
+    status, lines, command = result
+    assert status == 1 and len(lines) == 1 and re.fullmatch(pattern, lines[0]), explain(
+        STEP, command, f"-1 and a message like /{pattern}/ ({why})", f"status {status}, {lines!r}")
+
+
+def test_every_address_a_fixed_port_busy_on_a_later_address_fails_all(create, private_lab):
+    expect_every_address_error(
+        create("*", 7777, fail=("bind", "EADDRINUSE", 1, 1), every_address=True),
+        r"error: bind \[::\]:7777: EADDRINUSE \(Address already in use\)",
+        "a port the user chose, taken on one address: a failure, and 0.0.0.0 closed again")
+
+
+def test_every_address_skips_a_family_this_computer_lacks(create, private_lab):
+    # socket(AF_INET6) fails as on a kernel without IPv6.
+    status, lines, command = create("*", 0, fail=("socket", "EAFNOSUPPORT", 1, 1),
+                                    every_address=True)
+    assert status == 0 and len(lines) == 2 and lines[0].startswith("listening on 0.0.0.0:") \
+        and re.fullmatch(r"skipped: socket \[::\]:\d+: EAFNOSUPPORT \(.+\)", lines[1]), explain(
+        STEP, command, "listening on 0.0.0.0 and 'skipped: socket [::]:PORT: EAFNOSUPPORT (...)'",
+        f"status {status}, {lines!r}")
+
+
+def test_every_address_fails_when_nothing_is_left(create, private_lab):
+    expect_every_address_error(
+        create("*", 0, fail=("bind", "EADDRNOTAVAIL"), every_address=True),
+        r"error: bind 0\.0\.0\.0:0: EADDRNOTAVAIL \(.+\); bind \[::\]:0: EADDRNOTAVAIL \(.+\)",
+        "no address could be listened on: each one and why")
+
+
+def test_every_address_names_ipv6_v6only_when_it_fails(create, private_lab):
+    # setsockopt calls: SO_REUSEADDR (0.0.0.0), SO_REUSEADDR (::), IPV6_V6ONLY (::).
+    expect_every_address_error(
+        create("*", 0, fail=("setsockopt", "ENOPROTOOPT", 1, 2), every_address=True),
+        r"error: setsockopt IPV6_V6ONLY \[::\]:\d+: ENOPROTOOPT \(.+\)",
+        "the option set on every IPv6 socket, named when it fails")
+
+
+def test_every_address_listen_failure_on_a_later_address_closes_all(create, private_lab):
+    expect_every_address_error(
+        create("*", 0, fail=("listen", "ENOBUFS", 1, 1), every_address=True),
+        r"error: listen \[::\]:\d+: ENOBUFS \(.+\)", "listen() failing on the second socket")

@@ -1,19 +1,25 @@
 /*
- * server_create_check -- drives tcp_server_create() for the tests.
+ * server_create_check -- drives tcp_server_create() or listeners_open() for
+ * the tests.
  *
- *     server_create_check HOST PORT BACKLOG [FAIL_CALL ERRNO_NAME [TIMES]]
+ *     server_create_check [--all] HOST PORT BACKLOG [FAIL_CALL ERRNO_NAME [TIMES [AFTER]]]
  *
- * Calls tcp_server_create(HOST, PORT, BACKLOG) once and prints
- *     listening on ADDR:PORT          or      error: MESSAGE
+ * Calls tcp_server_create(HOST, PORT, BACKLOG) once (with --all:
+ * listeners_open(), steps 6-8's socket on every address) and prints
+ *     listening on ADDR:PORT          (a line per socket)
+ *     skipped: WHAT                   (--all, if it skipped an address)
+ * or  error: MESSAGE
  * then "descriptors: N before, M after" (M is counted after closing the
- * listening socket, so a leak shows as M > N).  Exit 0 on success, 1 on error.
+ * listening sockets, so a leak shows as M > N).  Exit 0 on success, 1 on error.
  *
  * Some failures are hard to cause for real (setsockopt, listen), so the
  * Makefile links this program with -Wl,--wrap=socket,setsockopt,bind,listen:
  * with FAIL_CALL set, that call fails with ERRNO_NAME (EINVAL, ENOBUFS,
- * EADDRINUSE, EMFILE, ENOPROTOOPT): the first TIMES calls, or every one.
+ * EADDRINUSE, EADDRNOTAVAIL, EAFNOSUPPORT, EMFILE, ENOPROTOOPT): after AFTER
+ * calls that succeed (default 0), the next TIMES calls, or every one.
  */
 #include "address.h"
+#include "listeners.h"
 #include "tcp_server.h"
 
 #include <errno.h>
@@ -27,7 +33,8 @@
 struct injected_failure {
     const char *call;   /* NULL: no failure */
     int errnum;
-    int times;          /* calls left to fail; -1: every one */
+    int after;          /* calls left to succeed first */
+    int times;          /* calls left to fail then; -1: every one */
 };
 
 /* The wrappers below are called by tcp_server_create() and cannot take an
@@ -38,6 +45,10 @@ static int should_fail(const char *call)
 {
     if (failure.call == NULL || strcmp(failure.call, call) != 0)
         return 0;
+    if (failure.after > 0) {
+        failure.after--;
+        return 0;
+    }
     if (failure.times == 0)
         return 0;
     if (failure.times > 0)
@@ -82,7 +93,8 @@ static int open_descriptor_count(void)
 
 static int errno_from_name(const char *name)
 {
-    static const int known[] = { EINVAL, ENOBUFS, EADDRINUSE, EMFILE, ENOPROTOOPT };
+    static const int known[] = { EINVAL, ENOBUFS, EADDRINUSE, EADDRNOTAVAIL, EAFNOSUPPORT,
+                                 EMFILE, ENOPROTOOPT };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(errno_name(known[i]), name) == 0)
             return known[i];
@@ -90,30 +102,64 @@ static int errno_from_name(const char *name)
     exit(2);
 }
 
+/* tcp_server_create(): prints its socket's address and closes it; -1 on error. */
+static int check_one(const char *host, int port, int backlog, char *err, size_t err_size)
+{
+    int listen_fd = tcp_server_create(host, port, backlog, err, err_size);
+    if (listen_fd == -1)
+        return -1;
+    char local[ADDRESS_TEXT_SIZE];
+    if (format_local_address(listen_fd, local, sizeof local) == -1)
+        strcpy(local, "(getsockname failed)");
+    printf("listening on %s\n", local);
+    close(listen_fd);
+    return 0;
+}
+
+/* listeners_open(): prints each socket's address and what it skipped. */
+static int check_all(const char *host, int port, int backlog, char *err, size_t err_size)
+{
+    struct listeners listeners;
+    if (listeners_open(&listeners, host, port, backlog, err, err_size) == -1)
+        return -1;
+    for (int l = 0; l < listeners.count; l++) {
+        char local[ADDRESS_TEXT_SIZE];
+        if (format_local_address(listeners.list[l].fd, local, sizeof local) == -1
+            || strcmp(local, listeners.list[l].address) != 0)
+            printf("wrong address: %s\n", listeners.list[l].address);
+        printf("listening on %s\n", local);
+    }
+    if (listeners.skipped[0] != '\0')
+        printf("skipped: %s\n", listeners.skipped);
+    listeners_close(&listeners);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: %s HOST PORT BACKLOG [FAIL_CALL ERRNO_NAME [TIMES]]\n", argv[0]);
+    int (*check)(const char *, int, int, char *, size_t) = check_one;
+    if (argc > 1 && strcmp(argv[1], "--all") == 0) {
+        check = check_all;
+        argc--;
+        argv++;
+    }
+    if (argc != 4 && (argc < 6 || argc > 8)) {
+        fprintf(stderr, "usage: server_create_check [--all] HOST PORT BACKLOG "
+                        "[FAIL_CALL ERRNO_NAME [TIMES [AFTER]]]\n");
         return 2;
     }
     if (argc >= 6) {
         failure.call = argv[4];
         failure.errnum = errno_from_name(argv[5]);
-        failure.times = argc == 7 ? atoi(argv[6]) : -1;
+        failure.times = argc >= 7 ? atoi(argv[6]) : -1;
+        failure.after = argc >= 8 ? atoi(argv[7]) : 0;
     }
 
     int before = open_descriptor_count();
     char err[TCP_SERVER_ERR_SIZE];
-    int listen_fd = tcp_server_create(argv[1], atoi(argv[2]), atoi(argv[3]), err, sizeof err);
-    if (listen_fd == -1) {
+    int result = check(argv[1], atoi(argv[2]), atoi(argv[3]), err, sizeof err);
+    if (result == -1)
         printf("error: %s\n", err);
-    } else {
-        char local[ADDRESS_TEXT_SIZE];
-        if (format_local_address(listen_fd, local, sizeof local) == -1)
-            strcpy(local, "(getsockname failed)");
-        printf("listening on %s\n", local);
-        close(listen_fd);
-    }
     printf("descriptors: %d before, %d after\n", before, open_descriptor_count());
-    return listen_fd == -1 ? 1 : 0;
+    return result == -1 ? 1 : 0;
 }
