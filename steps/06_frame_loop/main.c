@@ -40,8 +40,13 @@
  * per frame, and the loop wakes 60 times a second even with nobody there.
  * Step 7, for a program whose only job is serving, lets poll() wait instead.
  *
- *     build/06_frame_loop                    listening on 127.0.0.1:7777
- *     nc 127.0.0.1 7777  (several at once)   each gets its own lines back
+ * One more change, kept by steps 7-8: the server listens on EVERY address
+ * HOST names (common/listeners.h), not the first one as steps 1-5 do, so
+ * "localhost" is both ::1 and 127.0.0.1 and "*" both 0.0.0.0 and ::.
+ *
+ *     build/06_frame_loop                    listening on [::1]:7777
+ *                                            listening on 127.0.0.1:7777
+ *     nc localhost 7777  (several at once)   each gets its own lines back
  *
  * Usage: 06_frame_loop [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                      [--fps N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
@@ -51,8 +56,8 @@
 #include "address.h"
 #include "args.h"
 #include "connections.h"
+#include "listeners.h"
 #include "signals.h"
-#include "tcp_server.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -121,32 +126,38 @@ int main(int argc, char **argv)
                       DEFAULT_MAX_CLIENTS, &args);
     catch_stop_signals();
 
+    /* Created once, before the first frame: a socket on every address HOST
+     * names (common/listeners.h), where steps 1-5 took the first one. */
     char err[TCP_SERVER_ERR_SIZE];
-    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
-    if (listen_fd == -1) {
+    struct listeners listeners;
+    if (listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }
+    if (listeners.skipped[0] != '\0')
+        fprintf(stderr, "%s: skipped, not on this computer: %s\n", argv[0], listeners.skipped);
     /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
      * waiting there while the frame (and every other client) stands still. */
-    char local[ADDRESS_TEXT_SIZE];
-    if (set_nonblocking(listen_fd) == -1
-        || format_local_address(listen_fd, local, sizeof local) == -1) {
-        perror(argv[0]);
-        close(listen_fd);
-        return 1;
-    }
+    for (int l = 0; l < listeners.count; l++)
+        if (set_nonblocking(listeners.list[l].fd) == -1) {
+            perror(argv[0]);
+            listeners_close(&listeners);
+            return 1;
+        }
 
     struct connection_table table;
-    /* One pollfd for the listening socket, one per possible client; the
+    /* One pollfd per listening socket, then one per possible client; the
      * matching client of fds[i] is clients[i]. */
-    struct pollfd *fds = calloc((size_t)args.max_clients + 1, sizeof *fds);
-    struct connection **clients = calloc((size_t)args.max_clients + 1, sizeof *clients);
+    nfds_t first_client = (nfds_t)listeners.count;
+    struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
+    struct connection **clients = calloc((size_t)args.max_clients + first_client,
+                                         sizeof *clients);
     if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
         perror(argv[0]);
         return 1;
     }
-    printf("listening on %s\n", local);
+    for (int l = 0; l < listeners.count; l++)
+        printf("listening on %s\n", listeners.list[l].address);
     fflush(stdout);
 
     double frame_seconds = 1.0 / args.fps;
@@ -158,10 +169,12 @@ int main(int argc, char **argv)
          * The idle check's timeout is not needed: another frame comes soon. */
         connections_expire(&table);
 
-        fds[0].fd = listen_fd;
-        fds[0].events = connections_accepting(&table) ? POLLIN : 0;
-        fds[0].revents = 0;
-        nfds_t count = 1;
+        for (int l = 0; l < listeners.count; l++) {
+            fds[l].fd = listeners.list[l].fd;
+            fds[l].events = connections_accepting(&table) ? POLLIN : 0;
+            fds[l].revents = 0;
+        }
+        nfds_t count = first_client;
         for (int i = 0; i < table.max_clients; i++) {
             struct connection *c = &table.slots[i];
             if (c->fd == -1)
@@ -182,13 +195,14 @@ int main(int argc, char **argv)
         }
 
         /* Slots never move, so closing one here cannot make us skip another. */
-        for (nfds_t i = 1; i < count; i++)
+        for (nfds_t i = first_client; i < count; i++)
             if (fds[i].revents != 0)
                 connection_handle(&table, clients[i], ready_from(fds[i].revents));
 
-        if (fds[0].revents & POLLIN)
-            while (connection_accept(&table, listen_fd) != NULL)
-                ;                      /* next frame watches the new ones */
+        for (int l = 0; l < listeners.count; l++)
+            if (fds[l].revents & POLLIN)
+                while (connection_accept(&table, listeners.list[l].fd) != NULL)
+                    ;                  /* next frame watches the new ones */
 
         /* 3. The host program's turn. */
         host_frame_work(&counter, table.count, args.quiet);
@@ -216,6 +230,6 @@ int main(int argc, char **argv)
     connections_free(&table);
     free(clients);
     free(fds);
-    close(listen_fd);
+    listeners_close(&listeners);
     return stop_requested() ? 0 : 1;
 }

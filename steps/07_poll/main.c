@@ -12,7 +12,7 @@
  * answers as soon as a byte arrives instead of at the next frame.
  *
  * Each round builds the list afresh from the table of connections
- * (common/connections.h): the listening socket, watched for new clients,
+ * (common/connections.h): the listening sockets, watched for new clients,
  * then every client, watched for what it wants now -- POLLIN while it may
  * send more, POLLOUT while we owe it output.  poll() fills in `revents`;
  * POLLHUP and POLLERR come whether asked for or not and must be handled, or a
@@ -24,8 +24,9 @@
  * event.  So the list also holds stop_signal_fd(), a pipe the signal handler
  * writes to (common/signals.h): the signal always wakes poll().
  *
- *     build/07_poll                          listening on 127.0.0.1:7777
- *     nc 127.0.0.1 7777  (several at once)   each gets its own lines back
+ *     build/07_poll                          listening on [::1]:7777
+ *                                            listening on 127.0.0.1:7777
+ *     nc localhost 7777  (several at once)   each gets its own lines back
  *
  * Usage: 07_poll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
@@ -34,8 +35,8 @@
 #include "address.h"
 #include "args.h"
 #include "connections.h"
+#include "listeners.h"
 #include "signals.h"
-#include "tcp_server.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -66,46 +67,52 @@ int main(int argc, char **argv)
     catch_stop_signals();
 
     char err[TCP_SERVER_ERR_SIZE];
-    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
-    if (listen_fd == -1) {
+    struct listeners listeners;   /* one per address of HOST (common/listeners.h) */
+    if (listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }
+    if (listeners.skipped[0] != '\0')
+        fprintf(stderr, "%s: skipped, not on this computer: %s\n", argv[0], listeners.skipped);
     /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
      * waiting there while the other clients starve. */
-    char local[ADDRESS_TEXT_SIZE];
-    if (set_nonblocking(listen_fd) == -1
-        || format_local_address(listen_fd, local, sizeof local) == -1) {
-        perror(argv[0]);
-        close(listen_fd);
-        return 1;
-    }
+    for (int l = 0; l < listeners.count; l++)
+        if (set_nonblocking(listeners.list[l].fd) == -1) {
+            perror(argv[0]);
+            listeners_close(&listeners);
+            return 1;
+        }
 
     struct connection_table table;
-    /* One pollfd for the listening socket, one for the stop pipe, one per
+    /* One pollfd per listening socket, one for the stop pipe, one per
      * possible client; the matching client of fds[i] is clients[i]. */
-    struct pollfd *fds = calloc((size_t)args.max_clients + 2, sizeof *fds);
-    struct connection **clients = calloc((size_t)args.max_clients + 2, sizeof *clients);
+    nfds_t first_client = (nfds_t)listeners.count + 1;
+    struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
+    struct connection **clients = calloc((size_t)args.max_clients + first_client,
+                                         sizeof *clients);
     if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
         perror(argv[0]);
         return 1;
     }
     int stop_fd = stop_signal_fd();
-    printf("listening on %s\n", local);
+    for (int l = 0; l < listeners.count; l++)
+        printf("listening on %s\n", listeners.list[l].address);
     fflush(stdout);
 
     while (!stop_requested()) {
         int timeout_ms = connections_expire(&table);
 
-        fds[0].fd = listen_fd;
-        fds[0].events = connections_accepting(&table) ? POLLIN : 0;
-        fds[0].revents = 0;
+        for (int l = 0; l < listeners.count; l++) {
+            fds[l].fd = listeners.list[l].fd;
+            fds[l].events = connections_accepting(&table) ? POLLIN : 0;
+            fds[l].revents = 0;
+        }
         /* Unlike step 6, we may now sleep in poll() for good: a signal that
          * lands after the loop test but before poll() must still wake us. */
-        fds[1].fd = stop_fd;
-        fds[1].events = POLLIN;
-        fds[1].revents = 0;
-        nfds_t count = 2;
+        fds[first_client - 1].fd = stop_fd;
+        fds[first_client - 1].events = POLLIN;
+        fds[first_client - 1].revents = 0;
+        nfds_t count = first_client;
         for (int i = 0; i < table.max_clients; i++) {
             struct connection *c = &table.slots[i];
             if (c->fd == -1)
@@ -126,13 +133,14 @@ int main(int argc, char **argv)
         }
 
         /* Slots never move, so closing one here cannot make us skip another. */
-        for (nfds_t i = 2; i < count; i++)
+        for (nfds_t i = first_client; i < count; i++)
             if (fds[i].revents != 0)
                 connection_handle(&table, clients[i], ready_from(fds[i].revents));
 
-        if (fds[0].revents & POLLIN)
-            while (connection_accept(&table, listen_fd) != NULL)
-                ;                      /* next round watches the new ones */
+        for (int l = 0; l < listeners.count; l++)
+            if (fds[l].revents & POLLIN)
+                while (connection_accept(&table, listeners.list[l].fd) != NULL)
+                    ;                  /* next round watches the new ones */
     }
 
     if (stop_requested()) {
@@ -143,6 +151,6 @@ int main(int argc, char **argv)
     connections_free(&table);
     free(clients);
     free(fds);
-    close(listen_fd);
+    listeners_close(&listeners);
     return stop_requested() ? 0 : 1;
 }

@@ -31,8 +31,9 @@
  * the build with a message, and step 7 is the server to use.  Each client
  * is a descriptor: for 10,000 clients `ulimit -n` must be above 10,000.
  *
- *     build/08_epoll --quiet               listening on 127.0.0.1:7777
- *     nc 127.0.0.1 7777  (many at once)    each gets its own lines back
+ *     build/08_epoll --quiet               listening on [::1]:7777
+ *                                          listening on 127.0.0.1:7777
+ *     nc localhost 7777  (many at once)    each gets its own lines back
  *
  * Usage: 08_epoll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                 [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
@@ -45,8 +46,8 @@
 #include "address.h"
 #include "args.h"
 #include "connections.h"
+#include "listeners.h"
 #include "signals.h"
-#include "tcp_server.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -88,6 +89,20 @@ static void watch(struct connection_table *table, int epoll_fd, int op,
     c->watched = wants;
 }
 
+/* Registers (op EPOLL_CTL_ADD) or updates (EPOLL_CTL_MOD) every listening
+ * socket: watched for new clients while accepting, else for nothing.  Each
+ * event carries its struct listener.  0, or -1 with errno. */
+static int watch_listeners(int epoll_fd, int op, struct listeners *listeners, bool accepting)
+{
+    for (int l = 0; l < listeners->count; l++) {
+        struct epoll_event event = { .events = accepting ? EPOLLIN : 0,
+                                     .data.ptr = &listeners->list[l] };
+        if (epoll_ctl(epoll_fd, op, listeners->list[l].fd, &event) == -1)
+            return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct server_args args;
@@ -96,48 +111,51 @@ int main(int argc, char **argv)
     catch_stop_signals();
 
     char err[TCP_SERVER_ERR_SIZE];
-    int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
-    if (listen_fd == -1) {
+    struct listeners listeners;   /* one per address of HOST (common/listeners.h) */
+    if (listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }
-    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
-     * waiting there while the other clients starve. */
-    char local[ADDRESS_TEXT_SIZE];
-    if (set_nonblocking(listen_fd) == -1
-        || format_local_address(listen_fd, local, sizeof local) == -1) {
-        perror(argv[0]);
-        close(listen_fd);
-        return 1;
-    }
+    if (listeners.skipped[0] != '\0')
+        fprintf(stderr, "%s: skipped, not on this computer: %s\n", argv[0], listeners.skipped);
 
     struct connection_table table;
-    /* The listening socket is registered once, with no slot (ptr NULL);
-     * clients are registered as they come (watch) and leave the set by
-     * themselves when their descriptor is closed. */
-    struct epoll_event listen_event = { .events = EPOLLIN, .data.ptr = NULL };
     /* The stop pipe, as in step 7; its event carries its own address. */
     struct epoll_event stop_event = { .events = EPOLLIN, .data.ptr = &stop_event };
     int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd == -1 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &listen_event) == -1
+    if (epoll_fd == -1
         || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_signal_fd(), &stop_event) == -1
         || connections_init(&table, &args) == -1) {
         perror(argv[0]);
         return 1;
     }
+    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
+     * waiting there while the other clients starve. */
+    for (int l = 0; l < listeners.count; l++)
+        if (set_nonblocking(listeners.list[l].fd) == -1) {
+            perror(argv[0]);
+            return 1;
+        }
+    /* The listening sockets are registered once; clients are registered as
+     * they come (watch) and leave the set by themselves when their
+     * descriptor is closed. */
     bool listen_watched = true;
-    printf("listening on %s\n", local);
+    if (watch_listeners(epoll_fd, EPOLL_CTL_ADD, &listeners, listen_watched) == -1) {
+        perror("epoll_ctl");
+        return 1;
+    }
+    for (int l = 0; l < listeners.count; l++)
+        printf("listening on %s\n", listeners.list[l].address);
     fflush(stdout);
 
     while (!stop_requested()) {
         int timeout_ms = connections_expire(&table);
 
         /* Accepting paused (out of descriptors): unwatch the listening
-         * socket meanwhile, or its waiting clients would wake us at once. */
+         * sockets meanwhile, or their waiting clients would wake us at once. */
         if (connections_accepting(&table) != listen_watched) {
             listen_watched = !listen_watched;
-            listen_event.events = listen_watched ? EPOLLIN : 0;
-            if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &listen_event) == -1) {
+            if (watch_listeners(epoll_fd, EPOLL_CTL_MOD, &listeners, listen_watched) == -1) {
                 perror("epoll_ctl");
                 break;
             }
@@ -158,12 +176,14 @@ int main(int argc, char **argv)
         for (int i = 0; i < ready; i++) {
             if (events[i].data.ptr == &stop_event)
                 continue;              /* a stop signal: the loop test ends it */
-            struct connection *c = events[i].data.ptr;
-            if (c == NULL) {
-                while ((c = connection_accept(&table, listen_fd)) != NULL)
+            struct listener *listener = listener_at(&listeners, events[i].data.ptr);
+            struct connection *c;
+            if (listener != NULL) {
+                while ((c = connection_accept(&table, listener->fd)) != NULL)
                     watch(&table, epoll_fd, EPOLL_CTL_ADD, c);
                 continue;
             }
+            c = events[i].data.ptr;   /* anything else is a client's slot */
             connection_handle(&table, c, ready_from(events[i].events));
             /* Output owed, or backpressure on or off: tell the kernel. */
             if (c->fd != -1 && connection_wants(c) != c->watched)
@@ -178,6 +198,6 @@ int main(int argc, char **argv)
     connections_close_all(&table, "server stopping");
     connections_free(&table);
     close(epoll_fd);
-    close(listen_fd);
+    listeners_close(&listeners);
     return stop_requested() ? 0 : 1;
 }
