@@ -24,7 +24,11 @@
  * HOST "*" (or NULL) means every interface, "localhost" only this computer.
  * PORT 0 lets the kernel pick a free port (ask getsockname() which).
  * Every address getaddrinfo() returns is tried in turn; the first that gets
- * all the way to listen() wins.  Nothing leaks on any failure path.
+ * all the way to listen() wins, as in the Lua helper.  So the socket is on
+ * ONE address: for "*" 0.0.0.0 (glibc lists it first), for "localhost"
+ * whatever /etc/hosts lists first (::1 in Debian's, Fedora's and Docker's).
+ * listeners.h, for steps 6-8, listens on every address instead.  Nothing
+ * leaks on any failure path.
  */
 #ifndef TCP_SERVER_H
 #define TCP_SERVER_H

@@ -22,10 +22,9 @@ def ss_listening(port):
     return int(out[1]), int(out[2])
 
 
-# HOST given to the program -> who may connect: (where, address, expected outcome)
+# HOST given to the program -> who may connect: (where, address, expected outcome).
+# localhost depends on /etc/hosts: test_localhost_is_its_first_address_only.
 REACH = {
-    "localhost": [("local", "127.0.0.1", CONNECTED), ("local", LOCAL_V4, REFUSED),
-                  ("remote", LOCAL_V4, REFUSED), ("remote", LOCAL_V6, REFUSED)],
     "*": [("local", "127.0.0.1", CONNECTED), ("local", LOCAL_V4, CONNECTED),
           ("remote", LOCAL_V4, CONNECTED)],
     LOCAL_V4: [("remote", LOCAL_V4, CONNECTED), ("local", "127.0.0.1", REFUSED)],
@@ -42,8 +41,35 @@ def test_who_can_connect(program, remote_lab, host, where, target, expected):
         if client:
             client.close()
         computer = "this computer" if where == "local" else f"the other computer ({REMOTE_V4})"
-        hint = ("'localhost' is this computer only: the other computer is refused; bind '*' "
-                "to accept it" if host == "localhost" else "")
+        assert outcome == expected, explain(
+            STEP, server.command,
+            f"listening on {server.first_line.split()[-1]}: a client on {computer} connecting "
+            f"to {target} is {expected}", outcome)
+
+
+# Who reaches a server on localhost: (where, address).  Only the first
+# address localhost resolves to is listened on; nothing reaches it from the
+# other computer.
+LOCALHOST_CLIENTS = [("local", "127.0.0.1"), ("local", "::1"), ("local", LOCAL_V4),
+                     ("remote", LOCAL_V4), ("remote", LOCAL_V6)]
+
+
+@pytest.mark.parametrize("where, target", LOCALHOST_CLIENTS)
+def test_localhost_is_its_first_address_only(program, remote_lab, hosts, where, target):
+    expected = CONNECTED if (where, target) == ("local", hosts[0]) else REFUSED
+    with program(STEP).start("localhost", 0) as server:
+        outcome, client = connect(remote_lab, target, server.port, where=where)
+        if client:
+            client.close()
+        computer = "this computer" if where == "local" else f"the other computer ({REMOTE_V4})"
+        if where == "remote":
+            hint = ("localhost is this computer's loopback: the other computer cannot reach it; "
+                    "bind '*' to accept it")
+        elif target in hosts:
+            hint = (f"this /etc/hosts makes localhost {', then '.join(hosts)}; step 4 listens "
+                    f"on the first address that works ({hosts[0]}) and on no other")
+        else:
+            hint = "a server on localhost is not on the computer's network addresses"
         assert outcome == expected, explain(
             STEP, server.command,
             f"listening on {server.first_line.split()[-1]}: a client on {computer} connecting "

@@ -1,26 +1,52 @@
 """Step 5: accept() -- an iterative echo server, one client at a time."""
 
+import re
 import signal
 import socket
 import struct
 
-from lab import LOCAL_V4, REMOTE_V4
+import pytest
+
+from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
 from programs import CONNECTED, REFUSED, connect, explain, recv_exactly
 
 STEP = "05_accept"
 
 
-def test_echoes_a_client_from_loopback(program, lab):
+def peer_pattern(address):
+    """How the server names a client of that address: "127.0.0.1:PORT", "[::1]:PORT"."""
+    return re.escape(f"[{address}]" if ":" in address else address) + r":\d+"
+
+
+def test_echoes_a_client_from_loopback(program, lab, hosts):
     with program(STEP).start("localhost", 0) as server:
-        outcome, client = connect(lab, server.host, server.port)
-        assert outcome == CONNECTED, explain(STEP, server.command, "a loopback client connects",
-                                             outcome)
+        outcome, client = connect(lab, hosts[0], server.port)
+        assert outcome == CONNECTED, explain(
+            STEP, server.command, f"a client of {hosts[0]} (localhost's first address) connects",
+            outcome)
         with client:
             client.sendall(b"hello\n")
             assert recv_exactly(client, 6) == b"hello\n", explain(
                 STEP, server.command, "the server echoes 'hello\\n' back", "it did not")
-            server.wait_for_line(r"^accepted 127\.0\.0\.1:\d+ \(fd \d+\)$")
-        server.wait_for_line(r"^closed 127\.0\.0\.1:\d+: client closed$")
+            server.wait_for_line(rf"^accepted {peer_pattern(hosts[0])} \(fd \d+\)$")
+        server.wait_for_line(rf"^closed {peer_pattern(hosts[0])}: client closed$")
+
+
+def test_a_client_that_tries_every_address_of_localhost_connects(program, lab, hosts):
+    # What `nc localhost 7777` and Python's create_connection() do: try each
+    # address getaddrinfo() lists, in order, until one connects.  So it works
+    # whichever one the server took.
+    with program(STEP).start("localhost", 0) as server:
+        try:
+            client = socket.create_connection(("localhost", server.port), timeout=2)
+        except OSError as error:
+            raise AssertionError(explain(
+                STEP, server.command, "a client that tries every address of localhost connects",
+                f"{error}", "the server is not on any address localhost resolves to")) from None
+        with client:
+            client.sendall(b"either way")
+            assert recv_exactly(client, 10) == b"either way", explain(
+                STEP, server.command, "the server echoes 'either way'", "it did not")
 
 
 def test_star_accepts_the_other_computer(program, remote_lab):
@@ -35,12 +61,14 @@ def test_star_accepts_the_other_computer(program, remote_lab):
         server.wait_for_line(rf"^accepted {REMOTE_V4}:\d+")
 
 
-def test_localhost_refuses_the_other_computer(program, remote_lab):
+@pytest.mark.parametrize("target", [LOCAL_V4, LOCAL_V6])
+def test_localhost_refuses_the_other_computer(program, remote_lab, hosts, target):
     with program(STEP).start("localhost", 0) as server:
-        outcome, _ = connect(remote_lab, LOCAL_V4, server.port, where="remote")
+        outcome, _ = connect(remote_lab, target, server.port, where="remote")
         assert outcome == REFUSED, explain(
-            STEP, server.command, f"a client on the other computer ({REMOTE_V4}) is refused",
-            outcome, "'localhost' binds the loopback interface only")
+            STEP, server.command,
+            f"a client on the other computer ({REMOTE_V4}) connecting to {target} is refused",
+            outcome, "'localhost' binds a loopback address only")
 
 
 def test_a_second_client_waits_until_the_first_leaves(program, lab):

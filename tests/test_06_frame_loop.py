@@ -363,7 +363,7 @@ def test_one_thread_serves_everyone(program, lab):
 
 
 def test_fps_sets_the_frame_rate(program):
-    with program(STEP).start("--fps", 20, "localhost", 0) as server:
+    with program(STEP).start("--fps", 20, "127.0.0.1", 0) as server:
         start, _ = wait_for_line_at(server, REPORT, 0, "a frame report")
         reports = []
         for _ in range(2):
@@ -391,7 +391,7 @@ def test_bad_fps_is_a_usage_error(program, args, message):
 def test_quiet_silences_the_report(program, lab):
     # The idle timeout is the clock: once the server has closed a silent
     # client after 1.5 s, at least one report would have been due.
-    with program(STEP).start("--quiet", "--idle-timeout", 1.5, "localhost", 0) as server:
+    with program(STEP).start("--quiet", "--idle-timeout", 1.5, "127.0.0.1", 0) as server:
         silent = open_client(lab, server)
         with silent:
             silent.settimeout(5)

@@ -144,6 +144,8 @@ test_01_ipv6_host_gives_an_ipv6_socket = test_01_socket.test_ipv6_host_gives_an_
 test_02_option_reads_back_as_set = test_02_reuseaddr.test_option_reads_back_as_set
 test_02_option_off_reads_back_as_zero = test_02_reuseaddr.test_option_off_reads_back_as_zero
 
+test_03_localhost_binds_the_first_address_listed = \
+    test_03_bind.test_localhost_binds_the_first_address_listed
 test_03_prints_the_address_it_bound = test_03_bind.test_prints_the_address_it_bound
 test_03_explicit_interface_address = test_03_bind.test_explicit_interface_address
 test_03_port_zero_lets_the_kernel_pick = test_03_bind.test_port_zero_lets_the_kernel_pick
@@ -158,8 +160,12 @@ test_04_queued_connections_are_reset_when_the_server_stops = \
     test_04_listen.test_queued_connections_are_reset_when_the_server_stops
 test_04_backlog_shows_in_ss = test_04_listen.test_backlog_shows_in_ss
 test_04_default_backlog_is_128 = test_04_listen.test_default_backlog_is_128
+test_04_localhost_is_its_first_address_only = \
+    test_04_listen.test_localhost_is_its_first_address_only
 
 test_05_echoes_a_client_from_loopback = test_05_accept.test_echoes_a_client_from_loopback
+test_05_a_client_that_tries_every_address_of_localhost_connects = \
+    test_05_accept.test_a_client_that_tries_every_address_of_localhost_connects
 test_05_star_accepts_the_other_computer = test_05_accept.test_star_accepts_the_other_computer
 test_05_localhost_refuses_the_other_computer = \
     test_05_accept.test_localhost_refuses_the_other_computer
@@ -418,3 +424,22 @@ def test_tcp6_is_ipv6_only_in_lua_dual_stack_in_c(remote_lab, c_program):
                 f"an IPv4 client from {REMOTE_V4} to {LOCAL_V4}:{server.port} is {expected} "
                 "(LuaSocket's tcp6() sets IPV6_V6ONLY; the C leaves the kernel's default)",
                 outcome)
+
+
+@pytest.mark.parametrize("server_host", ["127.0.0.1", "::1"])
+def test_socket_connect_tries_every_address_of_localhost(c_program, hosts, server_host):
+    # What lesson 5 says of LuaSocket's socket.connect(): like nc and Python's
+    # create_connection(), it tries each address of the name until one
+    # connects, so it reaches a server on either loopback address that
+    # localhost names -- and none that it does not.
+    with c_program("04_listen").start(server_host, 0) as server:
+        snippet = LuaSnippet('local socket = require "socket" '
+                             f'local client, err = socket.connect("localhost", {server.port}) '
+                             'if client then print("connected to " .. client:getpeername()) '
+                             'else print("failed: " .. err) end')
+        result = snippet.run()
+    expected = f"connected to {server_host}" if server_host in hosts else "failed: "
+    assert result.stdout.startswith(expected), explain(
+        "lua", f"{snippet.shown}  (against {server.command})",
+        f"{expected.strip()}: localhost is {', then '.join(hosts)} here",
+        f"stdout {result.stdout.strip()!r}, stderr {result.stderr.strip()!r}")

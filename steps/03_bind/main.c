@@ -5,9 +5,12 @@
  *
  * bind() claims HOST:PORT for this socket.  HOST decides who can reach it:
  *
- *     localhost    127.0.0.1 (or ::1): only programs on this computer
- *     *            every interface (0.0.0.0): other computers too
- *     198.51.100.1 that one interface only
+ *     localhost    only programs on this computer, and only on the FIRST
+ *                  address getaddrinfo() lists: ::1 under the stock
+ *                  /etc/hosts of Debian, Fedora or Docker, so a client of
+ *                  127.0.0.1 is refused (steps 6-8 take every address)
+ *     *            every interface (0.0.0.0, IPv4): other computers too
+ *     198.51.100.1 clients that connect to that address
  *
  * PORT 0 asks the kernel to pick a free port; getsockname() tells us which.
  * Bound is not listening: a client that connects now is refused at once

@@ -10,7 +10,7 @@
  * queue; Linux holds BACKLOG+1 connections, then drops further SYNs, so the
  * next client's connect() hangs and retries instead of being refused.
  *
- *     build/04_listen localhost 7777 2     listening on 127.0.0.1:7777
+ *     build/04_listen 127.0.0.1 7777 2     listening on 127.0.0.1:7777
  *     ss -ltn 'sport = :7777'              Recv-Q = queued, Send-Q = backlog 2
  *
  * Usage: 04_listen [--no-reuseaddr] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.

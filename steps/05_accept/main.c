@@ -15,8 +15,9 @@
  * kernel queues it, as in step 4) but hears nothing back until the first
  * leaves.  Step 6 fixes that.
  *
- *     build/05_accept                  listening on 127.0.0.1:7777
- *     nc 127.0.0.1 7777                type a line: it comes back
+ *     build/05_accept                  listening on [::1]:7777 (stock /etc/hosts)
+ *     nc localhost 7777                type a line: it comes back (nc tries
+ *                                      each address of localhost in turn)
  *
  * Usage: 05_accept [HOST [PORT [BACKLOG]]]
  * Ctrl-C ends it with exit 0 at once: nothing here needs tidying that the
