@@ -11,7 +11,10 @@ THE FORMAT (for lesson authors)
 -------------------------------
 A transcript is a fenced ```console block whose line before the fence is
 exactly `<!-- transcript -->`.  A ```console block without that comment is
-ordinary text: nobody runs it.
+ordinary text: nobody runs it.  `<!-- transcript hosts=ipv4-only -->` runs
+it under the lab's other /etc/hosts (tests/lab.py HOSTS_FILES); every other
+transcript runs under "stock", the lines Debian, Fedora and Docker ship
+(localhost: ::1, then 127.0.0.1), whatever the machine's says.
 
     <!-- transcript -->
     ```console
@@ -100,8 +103,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+import lab as lab_module  # noqa: E402  (tests/lab.py; entered only by --run-one)
 
 MARKER = "<!-- transcript -->"
+MARKER_LINE = re.compile(r"^<!-- transcript(?: hosts=(?P<hosts>[\w-]+))? -->$")
+DEFAULT_HOSTS = "stock"
 FENCE_OPEN = "```console"
 FENCE_CLOSE = "```"
 PROMPTS = (("other$ ", "remote"), ("$ ", "local"))
@@ -126,8 +132,9 @@ class Transcript:
     entries: [{"where": "local"|"remote", "command": str, "output": [lines]}]
     """
 
-    def __init__(self, path, first_line, last_line, entries):
+    def __init__(self, path, first_line, last_line, entries, hosts=DEFAULT_HOSTS):
         self.path = path
+        self.hosts = hosts              # the lab's /etc/hosts for this one
         self.first_line = first_line    # index of the first line inside the fence
         self.last_line = last_line      # index of the closing fence
         self.entries = entries
@@ -162,10 +169,15 @@ def find_transcripts(path):
     found = []
     i = 0
     while i < len(lines):
-        if lines[i].strip() != MARKER:
+        marker = MARKER_LINE.match(lines[i].strip())
+        if not marker:
             i += 1
             continue
         where = f"{os.path.relpath(path, ROOT)}:{i + 1}"
+        hosts = marker.group("hosts") or DEFAULT_HOSTS
+        if hosts not in lab_module.HOSTS_FILES:
+            raise ValueError(f"{where}: hosts={hosts}: the lab's hosts files are "
+                             f"{', '.join(sorted(lab_module.HOSTS_FILES))}")
         if i + 1 >= len(lines) or lines[i + 1].strip() != FENCE_OPEN:
             raise ValueError(f"{where}: {MARKER} must be followed at once by a {FENCE_OPEN} fence")
         start = i + 2
@@ -186,7 +198,7 @@ def find_transcripts(path):
                                  "the first command (commands start with '$ ' or 'other$ ')")
         if not entries:
             raise ValueError(f"{where}: a transcript without a command")
-        found.append(Transcript(path, start + 1, end, entries))
+        found.append(Transcript(path, start + 1, end, entries, hosts))
         i = end + 1
     return found
 
@@ -435,13 +447,14 @@ class Runner:
                     job.wait()
 
 
-def run_in_fresh_lab(entries, build_dir=None, timeout=120):
-    """Run a transcript's commands in a new process and a new lab.
+def run_in_fresh_lab(entries, build_dir=None, timeout=120, hosts=DEFAULT_HOSTS):
+    """Run a transcript's commands in a new process and a new lab, whose
+    /etc/hosts is the lab's file `hosts`.
 
     Returns {"outputs": [[lines] per command], "error": str|None,
              "lab": describe(), "remote": bool, "private": bool}.
     """
-    request = json.dumps({"entries": entries, "build_dir": build_dir})
+    request = json.dumps({"entries": entries, "build_dir": build_dir, "hosts": hosts})
     result = subprocess.run([sys.executable, os.path.abspath(__file__), "--run-one"],
                             input=request, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -451,12 +464,11 @@ def run_in_fresh_lab(entries, build_dir=None, timeout=120):
 
 
 def _run_one():
-    import lab as lab_module   # first thing: the lab needs a single-threaded process
-    lab = lab_module.enter()
     request = json.load(sys.stdin)
+    lab = lab_module.enter(request["hosts"])   # still one thread, as the lab needs
     answer = {"lab": lab.describe(), "remote": lab.remote, "private": lab.private}
-    if not lab.private or (not lab.remote and any(e["where"] == "remote"
-                                                  for e in request["entries"])):
+    if not lab.private or not lab.names or (not lab.remote and any(
+            e["where"] == "remote" for e in request["entries"])):
         answer.update(outputs=[], error=f"cannot run here: {lab.describe()}")
     else:
         outputs, error = Runner(lab, request["build_dir"]).run(request["entries"])
@@ -491,7 +503,7 @@ def compare(transcript, outputs):
 
 def check_transcript(transcript, build_dir=None):
     """Run it; returns (status, message): "ok", "differs", "failed" or "cannot run"."""
-    result = run_in_fresh_lab(transcript.entries, build_dir)
+    result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts)
     if result["error"] and result["error"].startswith("cannot run here"):
         return "cannot run", result["error"]
     if result["error"]:
@@ -511,7 +523,7 @@ def update_file(path, build_dir=None, log=print):
     changed = 0
     # From the last to the first, so earlier line numbers stay right.
     for transcript in reversed(find_transcripts(path)):
-        result = run_in_fresh_lab(transcript.entries, build_dir)
+        result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts)
         if result["error"]:
             log(f"{transcript.name}: NOT UPDATED: {result['error']}")
             problems += 1

@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+import lab as lab_module
 from programs import explain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,6 +95,18 @@ def test_a_wrong_transcript_is_caught(tmp_path, private_lab):
     assert transcripts.check_transcript(right)[0] == "ok"
     status, diff = transcripts.check_transcript(wrong)
     assert status == "differs" and "- hallo" in diff and "+ hello" in diff, diff
+
+
+def test_a_transcript_runs_under_the_hosts_file_its_marker_names(tmp_path, private_lab):
+    for marker, hosts in (("<!-- transcript -->", "stock"),
+                          ("<!-- transcript hosts=ipv4-only -->", "ipv4-only")):
+        path = tmp_path / f"{hosts}.md"
+        path.write_text(f"# scratch\n\n{marker}\n```console\n$ cat /etc/hosts\n```\n")
+        transcript = transcripts.find_transcripts(str(path))[0]
+        result = transcripts.run_in_fresh_lab(transcript.entries, hosts=transcript.hosts)
+        wanted = lab_module.HOSTS_FILES[hosts].rstrip("\n").split("\n")
+        assert result["error"] is None and result["outputs"] == [wanted], (
+            f"{marker} should run with the lab's {hosts!r} /etc/hosts: {result}")
 
 
 def test_only_what_varies_is_normalised():

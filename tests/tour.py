@@ -31,6 +31,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIS, OTHER = lab_module.LOCAL_V4, lab_module.REMOTE_V4
 
 
+def address(host, port):
+    """As the servers print it: 127.0.0.1:7777, [::1]:7777."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def received(data):
     """Bytes a client read, in words; anything else as it is."""
     if not isinstance(data, bytes):
@@ -95,6 +100,11 @@ class Tour:
     def show_start(self, server):
         self.shown(server.command, server.lines)
 
+    def localhost(self, server):
+        """What localhost resolves to, in getaddrinfo()'s order: the lab's
+        /etc/hosts says; without it, what the server took is all we know."""
+        return lab_module.LOCALHOST[self.lab.hosts] if self.lab.names else (server.host,)
+
     def unused_port(self):
         """7777 in the lab; outside it, a port that nothing on this machine holds now."""
         if self.port:
@@ -107,12 +117,13 @@ class Tour:
         """Connect from this computer or the other; check the outcome; return the socket."""
         if where == "remote" and not self.lab.remote:
             self.skipped.append(f"{self.current}: connect from the other computer {OTHER} "
-                                f"to {host}:{port}")
-            print(f"  from the other computer to {host}:{port}: (skipped: no second computer)")
+                                f"to {address(host, port)}")
+            print(f"  from the other computer to {address(host, port)}: (skipped: no second "
+                  "computer)")
             return None
         outcome, sock = connect(self.lab, host, port, where=where, timeout=timeout)
         source = "from this computer" if where == "local" else f"from the other computer {OTHER}"
-        self.check(outcome, expected, f"{label}connect {source} to {host}:{port}")
+        self.check(outcome, expected, f"{label}connect {source} to {address(host, port)}")
         return sock
 
     def ss(self, options, port):
@@ -155,7 +166,7 @@ class Tour:
             rather than trust the call.  Why it matters: when a connection closes, the side
             that closed first keeps its address:port in TIME_WAIT for a minute.  Watch a
             server restart while that is so.""")
-        with self.start("05_accept", "localhost", self.port) as server:
+        with self.start("05_accept", "127.0.0.1", self.port) as server:
             port = server.port
             self.show_start(server)
             client = self.try_connect("local", "127.0.0.1", port, CONNECTED)
@@ -170,13 +181,13 @@ class Tour:
             client.close()
         print(f"  (the server was stopped with SIGTERM while the client was connected)")
         self.ss("-tan", port)
-        failed = self.program("03_bind").run("--no-reuseaddr", "localhost", port, timeout=5)
-        self.shown(f"build/03_bind --no-reuseaddr localhost {port}",
+        failed = self.program("03_bind").run("--no-reuseaddr", "127.0.0.1", port, timeout=5)
+        self.shown(f"build/03_bind --no-reuseaddr 127.0.0.1 {port}",
                    (failed.stdout + failed.stderr).strip().split("\n"))
         self.check(f"exit status {failed.returncode}", "exit status 1",
                    "restart without SO_REUSEADDR")
         self.check("EADDRINUSE" in failed.stderr, True, "its error names EADDRINUSE")
-        with self.start("03_bind", "localhost", port) as server:
+        with self.start("03_bind", "127.0.0.1", port) as server:
             self.show_start(server)
             self.check(server.port, port, "restart with SO_REUSEADDR binds the same port")
         self.say("""Without the option, bind() fails with EADDRINUSE because the old
@@ -199,17 +210,27 @@ class Tour:
     def step_04(self):
         self.title("Step 4: listen() -- the kernel accepts connections for us")
         with self.start("04_listen", "localhost", self.port) as server:
+            localhost = self.localhost(server)
             self.show_start(server)
             print()
-            client = self.try_connect("local", "127.0.0.1", server.port, CONNECTED)
+            client = self.try_connect("local", localhost[0], server.port, CONNECTED)
+            for other in localhost[1:]:
+                self.try_connect("local", other, server.port, REFUSED)
             self.try_connect("remote", THIS, server.port, REFUSED)
             if client:
                 client.close()
             self.say(f"""From this computer the connection completes -- though the program
                 never calls accept().  The kernel did the TCP handshake by itself and put
                 the connection in the listening socket's queue.  From the other computer,
-                {THIS}:{server.port} is refused: 'localhost' means 127.0.0.1, an address
+                {THIS}:{server.port} is refused: 'localhost' is a loopback address, one
                 the other computer cannot even reach.""")
+            if len(localhost) > 1:
+                self.say(f"""And {localhost[1]} is refused too, on this very computer: this
+                    /etc/hosts (Debian's, Fedora's, Docker's) lists localhost as
+                    {' and '.join(localhost)}, in that order, and steps 1-5 listen on the
+                    first address that works, as the Lua helper does.  `nc localhost` tries
+                    each address in turn and gets through; a client that knows only
+                    {localhost[1]} does not.  Step 6 listens on them all.""")
         backlog = 2
         with self.start("04_listen", "*", self.port, backlog) as server:
             self.show_start(server)
@@ -283,6 +304,7 @@ class Tour:
         names = {"06": "a frame loop", "07": "poll()", "08": "epoll"}
         self.title(f"Step {int(step[:2])}: {names.get(step[:2], step)} -- many clients at once")
         with self.start(step, "*", self.port) as server:
+            server.wait_for_line(r"^listening on \[::\]:")   # its second socket
             self.show_start(server)
             print()
             first = self.try_connect("local", "127.0.0.1", server.port, CONNECTED)
@@ -297,9 +319,15 @@ class Tour:
             self.check(recv_exactly(first, 6), b"hello\n", "the first client sends, reads")
             first.close()
             second.close()
+            if self.lab.remote:
+                ipv6 = self.try_connect("remote", lab_module.LOCAL_V6, server.port, CONNECTED)
+                if ipv6:
+                    ipv6.close()
             self.say("""Unlike step 5, the second client is answered while the first is
                 still connected: the server never waits on one client while another has
-                something to say.""")
+                something to say.  And from step 6 on, a server listens on every address
+                HOST names: '*' is 0.0.0.0 and :: (the latter IPv6 only: IPV6_V6ONLY), so
+                the other computer gets through over IPv6 too.""")
 
     # -- the whole tour --------------------------------------------------------
 
