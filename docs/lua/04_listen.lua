@@ -7,7 +7,7 @@
 -- succeeds while we sit here.  BACKLOG bounds that queue (Linux holds
 -- BACKLOG+1); `ss -ltn` shows it as Send-Q.
 --
---     lua5.4 docs/lua/04_listen.lua localhost 7777 2    listening on 127.0.0.1:7777
+--     lua5.4 docs/lua/04_listen.lua 127.0.0.1 7777 2    listening on 127.0.0.1:7777
 --
 -- Usage: 04_listen.lua [--no-reuseaddr] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
 package.path = arg[0]:match("^(.-)[^/]*$") .. "?.lua;" .. package.path

@@ -9,8 +9,8 @@
 -- it; the listening socket stays ready for the next client.  One client at
 -- a time: the next one waits in the queue until this one hangs up.
 --
---     lua5.4 docs/lua/05_accept.lua            listening on 127.0.0.1:7777
---     nc 127.0.0.1 7777                        type a line: it comes back
+--     lua5.4 docs/lua/05_accept.lua            listening on [::1]:7777 (stock /etc/hosts)
+--     nc localhost 7777                        type a line: it comes back
 --
 -- Usage: 05_accept.lua [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
 -- Every wait is at most 0.1 s, so that Ctrl-C is seen (common.lua).
