@@ -151,17 +151,30 @@ def test_every_address_picks_again_when_a_later_bind_finds_the_port_taken(create
         f"status {status}, {lines!r}", "PORT 0 taken on a later address: pick again")
 
 
-def expect_every_address_error(result, pattern, why):
-    status, lines, command = result
+# listeners_open() failing: (HOST, PORT, injected failure, message, why).
+EVERY_ADDRESS_ERRORS = [
+    ("*", 7777, ("bind", "EADDRINUSE", 1, 1),
+     r"error: bind \[::\]:7777: EADDRINUSE \(Address already in use\)",
+     "a port the user chose, taken on one address: a failure, and 0.0.0.0 closed again"),
+    ("*", 0, ("bind", "EADDRNOTAVAIL"),
+     r"error: bind 0\.0\.0\.0:0: EADDRNOTAVAIL \(.+\); bind \[::\]:0: EADDRNOTAVAIL \(.+\)",
+     "no address could be listened on: each one and why"),
+    # setsockopt calls: SO_REUSEADDR (0.0.0.0), SO_REUSEADDR (::), IPV6_V6ONLY (::).
+    ("*", 0, ("setsockopt", "ENOPROTOOPT", 1, 2),
+     r"error: setsockopt IPV6_V6ONLY \[::\]:\d+: ENOPROTOOPT \(.+\)",
+     "the option set on every IPv6 socket, named when it fails"),
+    ("*", 0, ("listen", "ENOBUFS", 1, 1), r"error: listen \[::\]:\d+: ENOBUFS \(.+\)",
+     "listen() failing on the second socket"),
+]
+
+
+@pytest.mark.parametrize("host, port, fail, pattern, why", EVERY_ADDRESS_ERRORS,
+                         ids=["fixed-port-busy", "nothing-left", "v6only-fails", "listen-fails"])
+def test_every_address_failure_says_what_and_closes_all(create, private_lab, host, port, fail,
+                                                        pattern, why):
+    status, lines, command = create(host, port, fail=fail, every_address=True)
     assert status == 1 and len(lines) == 1 and re.fullmatch(pattern, lines[0]), explain(
         STEP, command, f"-1 and a message like /{pattern}/ ({why})", f"status {status}, {lines!r}")
-
-
-def test_every_address_a_fixed_port_busy_on_a_later_address_fails_all(create, private_lab):
-    expect_every_address_error(
-        create("*", 7777, fail=("bind", "EADDRINUSE", 1, 1), every_address=True),
-        r"error: bind \[::\]:7777: EADDRINUSE \(Address already in use\)",
-        "a port the user chose, taken on one address: a failure, and 0.0.0.0 closed again")
 
 
 def test_every_address_skips_a_family_this_computer_lacks(create, private_lab):
@@ -172,24 +185,3 @@ def test_every_address_skips_a_family_this_computer_lacks(create, private_lab):
         and re.fullmatch(r"skipped: socket \[::\]:\d+: EAFNOSUPPORT \(.+\)", lines[1]), explain(
         STEP, command, "listening on 0.0.0.0 and 'skipped: socket [::]:PORT: EAFNOSUPPORT (...)'",
         f"status {status}, {lines!r}")
-
-
-def test_every_address_fails_when_nothing_is_left(create, private_lab):
-    expect_every_address_error(
-        create("*", 0, fail=("bind", "EADDRNOTAVAIL"), every_address=True),
-        r"error: bind 0\.0\.0\.0:0: EADDRNOTAVAIL \(.+\); bind \[::\]:0: EADDRNOTAVAIL \(.+\)",
-        "no address could be listened on: each one and why")
-
-
-def test_every_address_names_ipv6_v6only_when_it_fails(create, private_lab):
-    # setsockopt calls: SO_REUSEADDR (0.0.0.0), SO_REUSEADDR (::), IPV6_V6ONLY (::).
-    expect_every_address_error(
-        create("*", 0, fail=("setsockopt", "ENOPROTOOPT", 1, 2), every_address=True),
-        r"error: setsockopt IPV6_V6ONLY \[::\]:\d+: ENOPROTOOPT \(.+\)",
-        "the option set on every IPv6 socket, named when it fails")
-
-
-def test_every_address_listen_failure_on_a_later_address_closes_all(create, private_lab):
-    expect_every_address_error(
-        create("*", 0, fail=("listen", "ENOBUFS", 1, 1), every_address=True),
-        r"error: listen \[::\]:\d+: ENOBUFS \(.+\)", "listen() failing on the second socket")
