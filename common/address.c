@@ -10,6 +10,11 @@
 int resolve_server_address(const char *host, int port, struct addrinfo **list,
                            char *err, size_t err_size)
 {
+    if (port < 0 || port > 65535) {
+        /* LuaSocket quietly wraps 99999 to 34463; refuse instead. */
+        snprintf(err, err_size, "port %d: out of range (0-65535)", port);
+        return -1;
+    }
     /* LuaSocket spells "all interfaces" as "*"; getaddrinfo wants NULL. */
     const char *node = (host == NULL || strcmp(host, "*") == 0) ? NULL : host;
     char service[16];

@@ -20,7 +20,8 @@
 /*
  * The addresses a server on HOST:PORT may bind, as getaddrinfo() lists them
  * (AI_PASSIVE, TCP).  HOST "*" or NULL means every interface.  Returns 0 and
- * a list to free with freeaddrinfo(), or -1 with a one-line reason in err.
+ * a list to free with freeaddrinfo(), or -1 with a one-line reason in err
+ * (a PORT outside 0-65535 is one: "port 99999: out of range (0-65535)").
  */
 int resolve_server_address(const char *host, int port, struct addrinfo **list,
                            char *err, size_t err_size);

@@ -178,11 +178,6 @@ int listeners_open(struct listeners *listeners, const char *host, int port,
 {
     listeners->count = 0;
     listeners->skipped[0] = '\0';
-    if (port < 0 || port > 65535) {
-        snprintf(err, err_size, "port %d: out of range (0-65535)", port);
-        return -1;
-    }
-
     struct addrinfo *addresses;
     if (resolve_server_address(host, port, &addresses, err, err_size) == -1)
         return -1;

@@ -3,19 +3,13 @@
 #include "address.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 int tcp_server_create(const char *host, int port, int backlog,
                       char *err, size_t err_size)
 {
-    if (port < 0 || port > 65535) {
-        /* LuaSocket quietly wraps 99999 to 34463; refuse instead. */
-        snprintf(err, err_size, "port %d: out of range (0-65535)", port);
-        return -1;
-    }
-
+    /* LuaSocket quietly wraps port 99999 to 34463; this refuses it. */
     struct addrinfo *addresses;
     if (resolve_server_address(host, port, &addresses, err, err_size) == -1)
         return -1;
