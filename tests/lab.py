@@ -133,14 +133,20 @@ def _mount(source, target, fstype=None, flags=0):
         raise _os_error(f"mount {source} on {target}")
 
 
-def _write_sysctls(values):
-    """Write each /proc/sys/NAME in the calling thread's network namespace."""
+def _write_sysctls(values, strict=True):
+    """Write each /proc/sys/NAME in the calling thread's network namespace.
+    Not strict: returns what could not be set (an older kernel may lack a
+    setting, or not have it per namespace) instead of raising."""
+    failed = []
     for name, value in values.items():
         try:
             with open(f"/proc/sys/{name}", "w") as f:
                 f.write(value)
         except OSError as error:
-            raise OSError(f"sysctl {name.replace('/', '.')}={value}: {error.strerror}") from None
+            failed.append(f"sysctl {name.replace('/', '.')}={value}: {error.strerror}")
+    if failed and strict:
+        raise OSError("; ".join(failed))
+    return failed
 
 
 def _nsswitch_conf():
@@ -172,6 +178,7 @@ class Lab:
         self.names = False     # do our own files answer for "localhost"?
         self.hosts = None      # the name of the hosts file in use (HOSTS_FILES)
         self.reason = ""       # why not, in words a learner can act on
+        self.unset_sysctls = []  # SYSCTLS this kernel would not take, and why
         self._hosts_fd = None  # our /etc/hosts: rewritten through this
         self._etc_folder = None  # where our /etc files live
         self._remote_keeper = None
@@ -192,7 +199,7 @@ class Lab:
         elif _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:   # root where user namespaces are off
             raise _os_error("unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS)")
         self.private = True
-        _write_sysctls(SYSCTLS)
+        self.unset_sysctls += _write_sysctls(SYSCTLS, strict=False)
         _run(["ip", "link", "set", "lo", "up"])
 
     def _own_name_resolution(self, hosts):
@@ -248,7 +255,8 @@ class Lab:
         self._home_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.remote = True
         with self._on_remote():
-            _write_sysctls(SYSCTLS)
+            self.unset_sysctls += [f"the other computer's {failure}"
+                                   for failure in _write_sysctls(SYSCTLS, strict=False)]
         remote = ["nsenter", "-t", pid, "-n"]
         _run(["ip", "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
               "netns", pid])
@@ -364,13 +372,15 @@ class Lab:
                 time.sleep(0.01)   # polling with a deadline
 
     def describe(self):
-        hosts = (f"; /etc/hosts: {self.hosts} (localhost is "
-                 f"{' then '.join(LOCALHOST[self.hosts])})") if self.names else ""
+        own = (f"; /etc/hosts: {self.hosts} (localhost is "
+               f"{' then '.join(LOCALHOST[self.hosts])})") if self.names else ""
+        if self.unset_sysctls:
+            own += f"; NOT SET (tests relying on them may differ): {'; '.join(self.unset_sysctls)}"
         if self.remote:
             return (f"lab: private network; this computer {LOCAL_V4} / {LOCAL_V6}, "
-                    f"the other computer {REMOTE_V4} / {REMOTE_V6}{hosts}")
+                    f"the other computer {REMOTE_V4} / {REMOTE_V6}{own}")
         if self.private:
-            return f"lab: private network, loopback only ({self.reason}){hosts}"
+            return f"lab: private network, loopback only ({self.reason}){own}"
         return f"lab: none, the machine's own loopback and /etc/hosts ({self.reason})"
 
 

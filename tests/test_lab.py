@@ -59,6 +59,9 @@ def read_sysctls():
 
 
 def test_kernel_settings_are_the_labs_on_both_computers(remote_lab):
+    assert not remote_lab.unset_sysctls, (
+        f"the lab could not set these, so tests relying on them may give other answers on "
+        f"this kernel: {remote_lab.unset_sysctls}")
     here = read_sysctls()
     with remote_lab._on_remote():
         there = read_sysctls()
