@@ -231,7 +231,10 @@ def main():
     parser.add_argument("--seconds", type=float, default=20, help="limit per measurement (20)")
     args = parser.parse_args()
 
-    lab = lab_module.enter()
+    try:
+        lab = lab_module.enter()
+    except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
+        sys.exit(f"{os.path.basename(__file__)}: {error}")
     if args.remote and not lab.remote:
         raise SystemExit(f"--remote needs the lab's second host: {lab.reason}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -34,7 +34,10 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
-    config.lab = lab_module.enter()
+    try:
+        config.lab = lab_module.enter()
+    except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_report_header(config):
@@ -42,7 +45,8 @@ def pytest_report_header(config):
 
 
 def pytest_unconfigure(config):
-    config.lab.close()
+    if hasattr(config, "lab"):
+        config.lab.close()
 
 
 def pytest_runtest_logreport(report):

@@ -375,7 +375,10 @@ class Tour:
 
 
 def main():
-    lab = lab_module.enter()
+    try:
+        lab = lab_module.enter()
+    except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
+        sys.exit(f"{os.path.basename(__file__)}: {error}")
     parser = argparse.ArgumentParser(description="the guided tour of the course")
     parser.add_argument("--steps-dir", default=os.path.join(ROOT, "build"))
     parser.add_argument("--no-pause", action="store_true", help="never wait for Enter")
