@@ -31,6 +31,11 @@ ADDRESS_LINE = re.compile(r"^(bound to|listening on) (\[(?P<v6>[^\]]+)\]|(?P<v4>
 CONNECTED, REFUSED, TIMED_OUT, UNREACHABLE = "connected", "refused", "timed out", "unreachable"
 
 
+def address_text(host, port):
+    """An address as the servers print it: "127.0.0.1:7777", "[::1]:7777"."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def explain(step, command, expected, happened, hint=""):
     lines = [f"step {step}: {expected}",
              f"  ran:       {command}",

@@ -8,14 +8,14 @@ import struct
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, connect, explain, recv_exactly
+from programs import CONNECTED, REFUSED, address_text, connect, explain, recv_exactly
 
 STEP = "05_accept"
 
 
 def peer_pattern(address):
     """How the server names a client of that address: "127.0.0.1:PORT", "[::1]:PORT"."""
-    return re.escape(f"[{address}]" if ":" in address else address) + r":\d+"
+    return re.escape(address_text(address, "")) + r"\d+"
 
 
 def test_echoes_a_client_from_loopback(program, lab, hosts):

@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, connect, explain, recv_exactly
+from programs import CONNECTED, REFUSED, address_text, connect, explain, recv_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
@@ -30,11 +30,6 @@ LISTENING = re.compile(r"^listening on (?P<address>\S+)$")
 @pytest.fixture(params=STEPS)
 def step(request):
     return request.param
-
-
-def shown(address, port):
-    """An address as the servers print it: "127.0.0.1:7777", "[::1]:7777"."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def listening_on(server, count):
@@ -74,7 +69,7 @@ def expect_outcome(server, lab, where, target, expected, why=""):
 
 def test_localhost_is_every_loopback_address(step, program, remote_lab, hosts):
     with program(step).start("localhost", 0) as server:
-        wanted = [shown(address, server.port) for address in hosts]
+        wanted = [address_text(address, server.port) for address in hosts]
         got = listening_on(server, len(hosts))
         assert got == wanted, explain(
             step, server.command,
@@ -95,7 +90,7 @@ def test_localhost_is_every_loopback_address(step, program, remote_lab, hosts):
 
 def test_star_is_every_interface_in_both_families(step, program, remote_lab):
     with program(step).start("*", 0) as server:
-        wanted = [shown("0.0.0.0", server.port), shown("::", server.port)]
+        wanted = [address_text("0.0.0.0", server.port), address_text("::", server.port)]
         got = listening_on(server, 2)
         assert got == wanted, explain(
             step, server.command, f"'*' listens on 0.0.0.0 and on :: (IPV6_V6ONLY), one port: "
@@ -111,7 +106,7 @@ def test_ipv6_sockets_are_ipv6_only(step, program, remote_lab):
     # net.ipv6.bindv6only is 0 in the lab (the kernel's default): a socket on
     # :: takes IPv4 clients too unless it sets IPV6_V6ONLY itself.
     with program(step).start("::", 0) as server:
-        assert listening_on(server, 1) == [shown("::", server.port)]
+        assert listening_on(server, 1) == [address_text("::", server.port)]
         expect_outcome(server, remote_lab, "remote", LOCAL_V6, CONNECTED)
         expect_outcome(server, remote_lab, "remote", LOCAL_V4, REFUSED,
                        "set IPV6_V6ONLY on every IPv6 socket: then '::' means IPv6 only, "
@@ -122,7 +117,7 @@ def test_without_ipv6_on_loopback_it_serves_what_it_can(step, program, private_l
     with private_lab.without_ipv6_loopback():
         with program(step).start("localhost", 0) as server:
             there = [address for address in hosts if address != "::1"]
-            wanted = [shown(address, server.port) for address in there]
+            wanted = [address_text(address, server.port) for address in there]
             got = listening_on(server, len(wanted))
             assert got == wanted and listeners_in_ss(server.port) == wanted, explain(
                 step, server.command, f"on a computer without ::1, listening on {wanted}",

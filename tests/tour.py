@@ -25,15 +25,11 @@ import sys
 import textwrap
 
 import lab as lab_module   # first: entering the lab needs a single-threaded process
-from programs import CONNECTED, REFUSED, TIMED_OUT, Program, all_steps, connect, recv_exactly
+from programs import (CONNECTED, REFUSED, TIMED_OUT, Program, address_text, all_steps,
+                      connect, recv_exactly)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIS, OTHER = lab_module.LOCAL_V4, lab_module.REMOTE_V4
-
-
-def address(host, port):
-    """As the servers print it: 127.0.0.1:7777, [::1]:7777."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def received(data):
@@ -117,13 +113,13 @@ class Tour:
         """Connect from this computer or the other; check the outcome; return the socket."""
         if where == "remote" and not self.lab.remote:
             self.skipped.append(f"{self.current}: connect from the other computer {OTHER} "
-                                f"to {address(host, port)}")
-            print(f"  from the other computer to {address(host, port)}: (skipped: no second "
+                                f"to {address_text(host, port)}")
+            print(f"  from the other computer to {address_text(host, port)}: (skipped: no second "
                   "computer)")
             return None
         outcome, sock = connect(self.lab, host, port, where=where, timeout=timeout)
         source = "from this computer" if where == "local" else f"from the other computer {OTHER}"
-        self.check(outcome, expected, f"{label}connect {source} to {address(host, port)}")
+        self.check(outcome, expected, f"{label}connect {source} to {address_text(host, port)}")
         return sock
 
     def ss(self, options, port):
