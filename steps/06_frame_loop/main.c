@@ -169,9 +169,10 @@ int main(int argc, char **argv)
          * The idle check's timeout is not needed: another frame comes soon. */
         connections_expire(&table);
 
+        short listen_events = connections_accepting(&table) ? POLLIN : 0;
         for (int l = 0; l < listeners.count; l++) {
             fds[l].fd = listeners.list[l].fd;
-            fds[l].events = connections_accepting(&table) ? POLLIN : 0;
+            fds[l].events = listen_events;
             fds[l].revents = 0;
         }
         nfds_t count = first_client;

@@ -102,9 +102,10 @@ int main(int argc, char **argv)
     while (!stop_requested()) {
         int timeout_ms = connections_expire(&table);
 
+        short listen_events = connections_accepting(&table) ? POLLIN : 0;
         for (int l = 0; l < listeners.count; l++) {
             fds[l].fd = listeners.list[l].fd;
-            fds[l].events = connections_accepting(&table) ? POLLIN : 0;
+            fds[l].events = listen_events;
             fds[l].revents = 0;
         }
         /* Unlike step 6, we may now sleep in poll() for good: a signal that
