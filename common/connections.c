@@ -1,6 +1,8 @@
 /* connections.c -- see connections.h. */
 #include "connections.h"
 
+#include "accept_errors.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -160,10 +162,8 @@ struct connection *connection_accept(struct connection_table *table, int listen_
             int errnum = errno;
             if (errnum == EAGAIN || errnum == EWOULDBLOCK || errnum == EINTR)
                 return NULL;       /* nobody waiting, or a signal to look at */
-            if (errnum == ECONNABORTED || errnum == EPROTO || errnum == ENETDOWN
-                || errnum == ENOPROTOOPT || errnum == EHOSTUNREACH
-                || errnum == EOPNOTSUPP || errnum == ENETUNREACH)
-                continue;          /* that client gave up; try the next one */
+            if (accept_error_is_temporary(errnum))
+                continue;          /* about that client only; try the next one */
             if (errnum == EMFILE || errnum == ENFILE) {
                 int refused = refuse_with_spare(table, listen_fd, errnum);
                 if (refused == 1)

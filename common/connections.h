@@ -12,7 +12,8 @@
  *     read() lands straight in its free end, write() takes from its front.
  *   - accepting every client waiting on a non-blocking listening socket.  The
  *     one over max_clients is sent one line and closed.  Temporary accept()
- *     failures never end the server: ECONNABORTED and friends are skipped;
+ *     failures never end the server: ECONNABORTED and the other errors
+ *     accept_errors.h lists (man 2 accept says retry them) are skipped;
  *     EMFILE/ENFILE (out of descriptors) use a spare descriptor kept open for
  *     the purpose (close it, accept, send one line, close, reopen it), so the
  *     waiting client leaves the queue and the loop does not spin on it.  If

@@ -23,6 +23,7 @@
  * Ctrl-C ends it with exit 0 at once: nothing here needs tidying that the
  * kernel does not tidy at exit (it closes every descriptor, so clients see EOF).
  */
+#include "accept_errors.h"
 #include "address.h"
 #include "args.h"
 #include "signals.h"
@@ -78,8 +79,9 @@ int main(int argc, char **argv)
         socklen_t peer_len = sizeof peer;
         int client_fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
         if (client_fd == -1) {
-            /* A client that gave up while it was queued: not our problem. */
-            if (errno == ECONNABORTED)
+            /* About one client (it gave up while queued, or its network
+             * failed: man 2 accept says retry), not about the server. */
+            if (accept_error_is_temporary(errno))
                 continue;
             perror("accept");
             close(listen_fd);
