@@ -1,8 +1,12 @@
 """Step 2: SO_REUSEADDR, read back, and what it changes for a restart."""
 
+import errno
 import re
+import socket
 import subprocess
 import time
+
+import pytest
 
 from programs import REFUSED, connect, explain, recv_exactly, CONNECTED
 
@@ -70,3 +74,95 @@ def test_restart_during_time_wait_needs_the_option(program, private_lab):
             server.lines)
         outcome, _ = connect(private_lab, "127.0.0.1", port)
         assert outcome == REFUSED
+
+
+# -- what else SO_REUSEADDR allows on Linux: one address, two bound sockets --
+#
+# man 7 socket: with the option "a socket may bind, except when there is an
+# active listening socket bound to the address".  Not only a port that
+# TIME-WAIT holds, then: two sockets that both set it may bind the same
+# address and port while neither listens.  Lesson 3's exercise 2.
+
+def bind_error(sock, address):
+    """None if bind() works, else the errno name (EADDRINUSE ...)."""
+    try:
+        sock.bind(address)
+    except OSError as error:
+        return errno.errorcode.get(error.errno, str(error.errno))
+    return None
+
+
+def test_two_programs_bind_one_port_until_one_listens(program, private_lab):
+    with program("03_bind").start("127.0.0.1", 0) as first:
+        port = first.port
+        with program("03_bind").start("127.0.0.1", port, timeout=2) as second:
+            assert second.port == port, explain(
+                STEP, second.command,
+                f"'bound to 127.0.0.1:{port}' again: both set SO_REUSEADDR and neither "
+                "listens, so Linux lets both bind", second.first_line)
+
+            without = program("03_bind").run("--no-reuseaddr", "127.0.0.1", port)
+            assert without.returncode == 1 and "EADDRINUSE" in without.stderr, explain(
+                STEP, f"build/03_bind --no-reuseaddr 127.0.0.1 {port}",
+                "EADDRINUSE: a socket without the option may not share the port",
+                f"exit {without.returncode}, stderr {without.stderr.strip()!r}")
+
+            with program("04_listen").start("127.0.0.1", port) as listener:
+                assert listener.port == port, explain(
+                    STEP, listener.command,
+                    f"'listening on 127.0.0.1:{port}': nobody listened there yet, so the "
+                    "first listen() gets the port", listener.first_line)
+                late = program("03_bind").run("127.0.0.1", port)
+                assert late.returncode == 1 and "EADDRINUSE" in late.stderr, explain(
+                    STEP, f"build/03_bind 127.0.0.1 {port}",
+                    "EADDRINUSE, even with SO_REUSEADDR: a socket now listens on that "
+                    "address and port", f"exit {late.returncode}, stderr {late.stderr.strip()!r}")
+
+
+def test_two_sockets_with_the_option_bind_one_port_until_one_listens(private_lab):
+    sockets = [socket.socket() for _ in range(3)]
+    try:
+        for sock in sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        first, second, third = sockets
+        first.bind(("127.0.0.1", 0))
+        address = first.getsockname()
+        ran = f"two sockets with SO_REUSEADDR, bind({address[0]}:{address[1]}) each"
+        error = bind_error(second, address)
+        assert error is None, explain(
+            STEP, ran, "the second bind() succeeds: neither socket listens", error)
+        first.listen()
+        try:
+            second.listen()
+            happened = "listen() succeeded on both"
+        except OSError as failure:
+            happened = errno.errorcode.get(failure.errno, str(failure.errno))
+        assert happened == "EADDRINUSE", explain(
+            STEP, ran + ", then listen() on each",
+            "the second listen() fails with EADDRINUSE: only one socket may listen "
+            "on an address and port", happened)
+        error = bind_error(third, address)
+        assert error == "EADDRINUSE", explain(
+            STEP, ran + ", one listening, then a third socket with SO_REUSEADDR binds it",
+            "EADDRINUSE: a listening socket holds the address", error or "bind() succeeded")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("first_sets, second_sets", [(True, False), (False, True)])
+def test_both_sockets_must_set_the_option(private_lab, first_sets, second_sets):
+    pair = [socket.socket(), socket.socket()]
+    try:
+        for sock, sets in zip(pair, (first_sets, second_sets)):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(sets))
+        pair[0].bind(("127.0.0.1", 0))
+        error = bind_error(pair[1], pair[0].getsockname())
+        assert error == "EADDRINUSE", explain(
+            STEP, f"bind one address twice, SO_REUSEADDR set on the first: {first_sets}, "
+            f"on the second: {second_sets}",
+            "the second bind() fails with EADDRINUSE: every socket must set the option",
+            error or "bind() succeeded")
+    finally:
+        for sock in pair:
+            sock.close()

@@ -8,7 +8,13 @@
  * Without SO_REUSEADDR a server restarted in that minute fails to bind its
  * own port with EADDRINUSE.  With it, bind succeeds (a port a *listening*
  * socket holds stays refused either way).  The option must be set before
- * bind(), and on the new server: it says how this socket may bind.
+ * bind(), on the new server, and on Linux on the old one too: the
+ * TIME_WAIT entries keep the old socket's choice, and both must agree.
+ *
+ * On Linux it allows more than that (man 7 socket): two sockets that both
+ * set it may bind the very same address and port while neither listens.
+ * The first to call listen() gets the port; the other's listen() fails
+ * with EADDRINUSE.
  *
  * We read the option back with getsockopt() rather than trust the call: the
  * classic Lua helper never checks setoption, and LuaSocket's socket.tcp()
