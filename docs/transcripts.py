@@ -80,6 +80,12 @@ Only these, and only where shown; everything else must match exactly:
     pid in '/proc/N/';
   - socket and pipe inode numbers: 'socket:[N]', 'pipe:[N]';
   - strace timings: '<0.000123>';
+  - in a packet line of tests/packets.py (one starting 'IP ' or 'IP6 ',
+    then 'ADDRESS.PORT > ADDRESS.PORT: Flags'): a kernel-picked port
+    after the address's last '.', and the TCP timestamps 'TS val N' and
+    'ecr N' (a random offset per connection, then milliseconds; 'ecr 0',
+    in a SYN, is still checked).  Sequence numbers need no rule: the tool
+    prints them relative to each side's first one (its SYN's is 0);
   - trailing spaces on a line (editors strip them), and runs of spaces
     between columns (ss pads its columns to fit the widest entry).
 With --build-dir DIR (make test SANITIZE=1 checks build/sanitize/), `build/`
@@ -230,9 +236,22 @@ NORMALISE = [
 ]
 
 
+# tests/packets.py's lines, as tcpdump -n -t prints them:
+#   IP 127.0.0.1.45678 > 127.0.0.1.7777: Flags [S], seq 0, ... TS val 1 ecr 0 ...
+PACKET_LINE = re.compile(r"^IP6? \S+\.\d+ > \S+\.\d+: Flags \[")
+PACKET_NORMALISE = [
+    (re.compile(r"(?<=\.)(?P<n>\d{5})(?= >|: Flags)"), _ephemeral),
+    (re.compile(r"\bTS val \d+"), "TS val <TS>"),
+    (re.compile(r"\becr [1-9]\d*"), "ecr <TS>"),
+]
+
+
 def normalise(line):
     for pattern, replacement in NORMALISE:
         line = pattern.sub(replacement, line)
+    if PACKET_LINE.match(line):
+        for pattern, replacement in PACKET_NORMALISE:
+            line = pattern.sub(replacement, line)
     return " ".join(line.split())
 
 
