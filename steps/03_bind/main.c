@@ -9,8 +9,13 @@
  *                  address getaddrinfo() lists: ::1 under the stock
  *                  /etc/hosts of Debian, Fedora or Docker, so a client of
  *                  127.0.0.1 is refused (steps 6-8 take every address)
- *     *            every interface (0.0.0.0, IPv4): other computers too
- *     198.51.100.1 clients that connect to that address
+ *     *            every IPv4 address of this computer (0.0.0.0: glibc
+ *                  lists it before ::, and we take the first): other
+ *                  computers too, but no IPv6 client
+ *     198.51.100.1 clients that connect to that address, whichever
+ *                  interface their packets arrive on: Linux takes a
+ *                  connection to any of its addresses on any interface
+ *                  (SO_BINDTODEVICE, not bind(), restricts by interface)
  *
  * PORT 0 asks the kernel to pick a free port; getsockname() tells us which.
  * Bound is not listening: a client that connects now is refused at once
