@@ -1,14 +1,19 @@
 """Step 5: accept() -- an iterative echo server, one client at a time."""
 
+import hashlib
+import os
 import re
+import selectors
 import signal
 import socket
 import struct
+import subprocess
+import time
 
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, address_text, connect, explain, recv_exactly
+from programs import CONNECTED, REFUSED, ROOT, address_text, connect, explain, recv_exactly
 
 STEP = "05_accept"
 
@@ -117,3 +122,249 @@ def test_sigint_ends_it_cleanly(program, lab):
             server.expect_clean_exit(signal.SIGINT)
             assert recv_exactly(client, 1) == b"", explain(
                 STEP, server.command, "the client sees the connection closed (EOF)", "no EOF")
+
+
+def test_star_is_ipv4_only(program, remote_lab):
+    # '*' is getaddrinfo(NULL, ...): glibc lists 0.0.0.0 before '::', and
+    # this step listens on the first address that works.
+    with program(STEP).start("*", 0) as server:
+        assert server.host == "0.0.0.0", explain(
+            STEP, server.command, "'*' listens on 0.0.0.0 (glibc lists it before '::')",
+            server.first_line)
+        outcome, _ = connect(remote_lab, LOCAL_V6, server.port, where="remote")
+        assert outcome == REFUSED, explain(
+            STEP, server.command,
+            f"a client on the other computer connecting to {LOCAL_V6} (IPv6) is refused",
+            outcome, "steps 1-5 take the first address of '*', 0.0.0.0: IPv4 only")
+
+
+def test_restarts_at_once_on_the_port_it_left_in_time_wait(program, private_lab):
+    # Stopped with a client connected, the server closes first: its side of
+    # the connection stays in TIME-WAIT on the port.  SO_REUSEADDR (set by
+    # tcp_server_create) lets the next server bind that port at once.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        _, client = connect(private_lab, "127.0.0.1", server.port)
+        with client:
+            client.sendall(b"x")
+            assert recv_exactly(client, 1) == b"x"
+            server.expect_clean_exit()
+            assert recv_exactly(client, 1) == b"", explain(
+                STEP, server.command, "the client sees end of file when the server stops",
+                "no EOF")
+    port = server.port
+    deadline = time.monotonic() + 5
+    time_wait = ""
+    while not time_wait and time.monotonic() < deadline:
+        time_wait = subprocess.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        time.sleep(0.02)   # polling with a deadline, not synchronising
+    assert time_wait, explain(
+        STEP, f"ss -tan state time-wait 'sport = :{port}'",
+        "the stopped server's side of the connection is in TIME-WAIT", "none")
+    with program(STEP).start("127.0.0.1", port) as again:
+        _, client = connect(private_lab, "127.0.0.1", port)
+        with client:
+            client.sendall(b"again")
+            assert recv_exactly(client, 5) == b"again", explain(
+                STEP, again.command, "the restarted server echoes", "no echo")
+
+
+# -- a client that sends and never reads -----------------------------------
+
+def send_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
+    """Send without reading until nothing more goes in for `quiet` seconds:
+    every buffer between us and the server is full.  Returns bytes sent."""
+    block = bytes(range(256)) * 256
+    sent = 0
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        while sent < limit and time.monotonic() < deadline:
+            if not selector.select(quiet):
+                break   # not writable for `quiet` s: stalled
+            try:
+                count = sock.send(block)
+            except BlockingIOError:
+                continue
+            digest.update(block[:count])
+            sent += count
+    return sent
+
+
+def receive_until_eof(sock, digest, timeout=30):
+    """Read until end of file or timeout; returns (bytes read, saw EOF)."""
+    received = 0
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                continue
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return received, True
+            digest.update(chunk)
+            received += len(chunk)
+    return received, False
+
+
+def test_a_client_that_never_reads_holds_the_server_in_write(program, lab):
+    # The echo goes back through the client's receive buffer and the
+    # server's send buffer.  A client that sends and never reads fills both;
+    # then the server's write() waits, it reads nothing more, the client's
+    # sends get stuck too, and every other client waits with them.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        _, flooder = connect(lab, "127.0.0.1", server.port)
+        with flooder:
+            sent_digest = hashlib.sha256()
+            sent = send_until_stalled(flooder, sent_digest)
+            assert 0 < sent < 64 << 20, explain(
+                STEP, server.command, "a client that sends without reading gets stuck: the "
+                "server stops reading it once its echo has nowhere to go",
+                f"it sent {sent} bytes" + (" and was never stuck" if sent else ""))
+            outcome, second = connect(lab, "127.0.0.1", server.port)
+            assert outcome == CONNECTED, explain(
+                STEP, server.command, "a second client connects (the kernel queues it)", outcome)
+            with second:
+                second.sendall(b"two")
+                early = recv_exactly(second, 3, timeout=0.5)
+                assert early == b"", explain(
+                    STEP, server.command, "no echo for the second client while the server is "
+                    f"stuck writing to the first ({sent} bytes sent, none read back)",
+                    f"the second client got {early!r}")
+                flooder.shutdown(socket.SHUT_WR)
+                received_digest = hashlib.sha256()
+                received, eof = receive_until_eof(flooder, received_digest)
+                assert (received, eof) == (sent, True) \
+                    and received_digest.digest() == sent_digest.digest(), explain(
+                        STEP, server.command, f"once the first client reads, all {sent} bytes "
+                        "come back unchanged, then end of file",
+                        f"{received} bytes came back" + ("" if eof else ", and no end of file"),
+                        "a write() loop that gives up or loses the rest of a short write")
+                flooder.close()
+                assert recv_exactly(second, 3) == b"two", explain(
+                    STEP, server.command, "once the first client leaves, the second is echoed",
+                    "no echo")
+
+
+# -- accept() failures --------------------------------------------------------
+
+# accept_error_is_temporary() (common/accept_errors.c): one client's trouble.
+TEMPORARY_ACCEPT_ERRORS = ["ECONNABORTED", "EINTR", "ENETDOWN", "EPROTO", "ENOPROTOOPT",
+                           "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH"]
+# About the server itself: a descriptor that is not open, no descriptor left.
+SERVER_ACCEPT_ERRORS = ["EBADF", "EMFILE"]
+
+
+@pytest.fixture(scope="session")
+def fail_accept(tmp_path_factory):
+    """tests/c/fail_accept.c built into a library for LD_PRELOAD: it makes
+    the server's first accept() calls fail with the error we name."""
+    source = os.path.join(ROOT, "tests", "c", "fail_accept.c")
+    library = str(tmp_path_factory.mktemp("fail_accept") / "fail_accept.so")
+    command = [os.environ.get("CC", "cc"), "-std=c11", "-Wall", "-Wextra", "-Werror",
+               "-shared", "-fPIC", "-o", library, source, "-ldl"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, explain(
+        STEP, " ".join(command), "the test's accept() stand-in builds",
+        f"exit status {result.returncode}: {result.stderr.strip()}",
+        "a C compiler (cc) must be installed")
+
+    def environment(error, times=1):
+        # Loaded before AddressSanitizer's runtime (make test SANITIZE=1),
+        # which would otherwise refuse to start.
+        asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                      "verify_asan_link_order=0"]))
+        return dict(os.environ, LD_PRELOAD=library, FAIL_ACCEPT_ERRNO=error,
+                    FAIL_ACCEPT_TIMES=str(times), ASAN_OPTIONS=asan)
+    return environment
+
+
+def shim_line(error):
+    return rf"^fail_accept: accept\(\) fails with {error} \(1 of 1\)$"
+
+
+def wait_for_shim(server, error):
+    try:
+        server.wait_for_line(shim_line(error), timeout=5)
+    except AssertionError as failure:
+        raise AssertionError(explain(
+            STEP, f"LD_PRELOAD=fail_accept.so FAIL_ACCEPT_ERRNO={error} {server.command}",
+            "the test's stand-in makes accept() fail once, and says so",
+            f"it never did: {server.lines!r}",
+            "LD_PRELOAD cannot replace accept() in this build (a sanitizer runtime linked "
+            "statically, as clang does?)")) from failure
+
+
+@pytest.mark.parametrize("error", TEMPORARY_ACCEPT_ERRORS)
+def test_an_accept_failure_about_one_client_does_not_stop_the_server(program, lab, fail_accept,
+                                                                      error):
+    # Linux hands a queued connection's pending network error to accept()
+    # itself (man 2 accept, "Error handling"): that client is lost, the
+    # server must go on.  EINTR takes no client: the next accept() gets it.
+    lost = error != "EINTR"
+    with program(STEP).start("127.0.0.1", 0, env=fail_accept(error)) as server:
+        shown = f"FAIL_ACCEPT_ERRNO={error} LD_PRELOAD=fail_accept.so {server.command}"
+        outcome, first = connect(lab, "127.0.0.1", server.port)
+        assert outcome == CONNECTED, explain(STEP, shown, "a first client connects", outcome)
+        first_port = first.getsockname()[1]
+        with first:
+            wait_for_shim(server, error)
+            if lost:
+                assert recv_exactly(first, 1, timeout=2) == b"", explain(
+                    STEP, shown, f"accept() failed with {error} for this client: it is closed "
+                    "unserved", "it was not")
+            else:
+                first.sendall(b"one")
+                assert recv_exactly(first, 3) == b"one", explain(
+                    STEP, shown, "after EINTR the server accepts again and echoes", "no echo")
+        outcome, second = connect(lab, "127.0.0.1", server.port)
+        assert outcome == CONNECTED, explain(
+            STEP, shown, f"after accept() failed with {error}, the next client connects",
+            f"{outcome}; the server printed {server.lines!r}",
+            "the server ended: an accept() error about one client must not end the loop, "
+            "retry it (accept_error_is_temporary)")
+        second_port = second.getsockname()[1]
+        with second:
+            second.sendall(b"still serving")
+            assert recv_exactly(second, 13) == b"still serving", explain(
+                STEP, shown, f"after accept() failed with {error}, the server accepts the next "
+                "client and echoes it", f"no echo; it printed {server.lines!r}",
+                "an accept() error about one client must not end the loop: retry it "
+                "(accept_error_is_temporary)")
+        server.wait_for_line(rf"^closed 127\.0\.0\.1:{second_port}: client closed$")
+    accepted = [line for line in server.lines if line.startswith("accepted ")]
+    expected = 1 if lost else 2
+    assert len(accepted) == expected \
+        and (lost or accepted[0].startswith(f"accepted 127.0.0.1:{first_port} ")), explain(
+            STEP, shown, f"{expected} 'accepted' line(s): the failed accept() is skipped "
+            "without a word", f"it printed {server.lines!r}")
+    assert server.stderr.strip() == "", explain(
+        STEP, shown, "nothing on stderr: the server skips such a failure in silence",
+        f"stderr: {server.stderr.strip()!r}")
+
+
+@pytest.mark.parametrize("error", SERVER_ACCEPT_ERRORS)
+def test_an_accept_failure_about_the_server_ends_it(program, fail_accept, error):
+    server = program(STEP).start("127.0.0.1", 0, env=fail_accept(error))
+    shown = f"FAIL_ACCEPT_ERRNO={error} LD_PRELOAD=fail_accept.so {server.command}"
+    try:
+        try:
+            server.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        status = server.stop()
+    finally:
+        server.proc.stdout.close()
+        server.proc.stderr.close()
+    assert any(re.match(shim_line(error), line) for line in server.lines), explain(
+        STEP, shown, f"the test's stand-in makes accept() fail with {error}",
+        f"it did not: {server.lines!r}", "LD_PRELOAD cannot replace accept() in this build")
+    stderr = server.stderr.strip().splitlines()
+    message = os.strerror(getattr(__import__("errno"), error))
+    assert status == 1 and stderr == [f"accept: {message}"], explain(
+        STEP, shown, f"accept() failing with {error} (about the server, not one client) ends "
+        f"it with exit status 1 and one line, 'accept: {message}'",
+        f"exit status {status}; stderr {stderr!r}",
+        "only the errors accept_error_is_temporary() lists may be retried")
