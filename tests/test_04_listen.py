@@ -5,7 +5,9 @@ other one (198.51.100.2), who gets through?
 """
 
 import socket
+import struct
 import subprocess
+import time
 
 import pytest
 
@@ -124,3 +126,192 @@ def test_backlog_shows_in_ss(program, private_lab):
 def test_default_backlog_is_128(program, private_lab):
     with program(STEP).start("127.0.0.1", 0) as server:
         assert ss_listening(server.port)[1] == 128
+
+
+# -- the kernel's own counters, and the two queues ---------------------------
+#
+# nstat (iproute2) reads the counters of this network namespace from
+# /proc/net/netstat; -a: absolute values, -s: no history file, -z: zeros too.
+
+def kernel_counters(*names):
+    out = subprocess.run(["nstat", "-asz", *names], capture_output=True, text=True,
+                         check=True).stdout
+    values = {line.split()[0]: int(line.split()[1])
+              for line in out.splitlines() if line and not line.startswith("#")}
+    return {name: values.get(name, 0) for name in names}
+
+
+def counters_moved(before, timeout=3.0, **expected):
+    """Poll until each named counter has grown by at least its expected
+    amount since `before`; returns the growth (polling with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = kernel_counters(*before)
+        growth = {name: now[name] - before[name] for name in before}
+        if all(growth[name] >= amount for name, amount in expected.items()):
+            return growth
+        if time.monotonic() > deadline:
+            return growth
+        time.sleep(0.01)
+
+
+def states_on_port(port, state):
+    """The lines `ss -tan state STATE` shows for local port `port`."""
+    return subprocess.run(["ss", "-tanH", "state", state, f"sport = :{port}"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+OVERFLOWS = ("TcpExtListenOverflows", "TcpExtListenDrops")
+
+
+def test_a_full_accept_queue_drops_the_syn_and_counts_it(program, lab):
+    backlog = 2
+    with program(STEP).start("127.0.0.1", 0, backlog) as server:
+        clients = []
+        try:
+            for _ in range(backlog + 1):
+                outcome, client = connect(lab, "127.0.0.1", server.port, timeout=2)
+                assert outcome == CONNECTED
+                clients.append(client)
+            before = kernel_counters(*OVERFLOWS)
+            outcome, _ = connect(lab, "127.0.0.1", server.port, timeout=0.5)
+            assert outcome == TIMED_OUT
+            growth = counters_moved(before, TcpExtListenOverflows=1, TcpExtListenDrops=1)
+            assert growth["TcpExtListenOverflows"] >= 1 and growth["TcpExtListenDrops"] >= 1, \
+                explain(STEP, f"{server.command}; {backlog + 1} clients; one more; "
+                        "nstat -asz TcpExtListenOverflows TcpExtListenDrops",
+                        "both counters grow: the kernel dropped the SYN that found the accept "
+                        "queue full", f"growth {growth}")
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_listen_caps_the_backlog_at_somaxconn(program, private_lab):
+    with private_lab.sysctls({"net/core/somaxconn": "16"}):
+        with program(STEP).start("127.0.0.1", 0, 128) as server:
+            limit = ss_listening(server.port)[1]
+    assert limit == 16, explain(
+        STEP, f"sysctl net.core.somaxconn=16; {server.command}; ss -ltn",
+        "Send-Q 16: listen() caps BACKLOG at somaxconn (man 2 listen)", f"Send-Q {limit}")
+
+
+def defer_final_ack(sock):
+    """Make this client's kernel hold back the handshake's last ACK (about
+    200 ms): connect() returns at the SYN-ACK, the server's side stays
+    SYN-RECV meanwhile.  Linux does it for a connecting socket with
+    TCP_DEFER_ACCEPT set, hoping to send the ACK with the first data."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+
+
+@pytest.mark.parametrize("abort_on_overflow", ["0", "1"])
+def test_a_final_ack_that_finds_the_queue_full_is_dropped(program, private_lab,
+                                                          abort_on_overflow):
+    # Backlog 0: the accept queue holds one connection.  Client A's SYN finds
+    # it empty and gets its SYN-ACK; A's connect() returns, its ACK held back.
+    # Client B connects at once and fills the queue.  A's ACK then finds it
+    # full.
+    settings = {"net/ipv4/tcp_abort_on_overflow": abort_on_overflow}
+    with private_lab.sysctls(settings), program(STEP).start("127.0.0.1", 0, 0) as server:
+        for attempt in range(3):   # the 200 ms window is missed only on a stalled machine
+            late = socket.socket()
+            late.settimeout(2)
+            defer_final_ack(late)
+            late.connect(("127.0.0.1", server.port))
+            half_open = states_on_port(server.port, "syn-recv")
+            if half_open:
+                break
+            late.close()   # its ACK came before we looked: it is in the queue now
+        else:
+            pytest.fail(explain(STEP, server.command, "a half-open connection (SYN-RECV) "
+                                "while the client holds back its last ACK", "none in 3 tries",
+                                "the machine is too slow for a 200 ms window; retry"))
+        with late:
+            before = kernel_counters(*OVERFLOWS)
+            outcome, filler = connect(private_lab, "127.0.0.1", server.port, timeout=2)
+            assert outcome == CONNECTED, explain(
+                STEP, server.command, "client B connects (the queue had room)", outcome)
+            with filler:
+                growth = counters_moved(before, TcpExtListenOverflows=1)
+                ran = (f"{server.command} (backlog 0), sysctl tcp_abort_on_overflow="
+                       f"{abort_on_overflow}; client A connects, its last ACK held back; "
+                       "client B connects and fills the queue")
+                assert growth["TcpExtListenOverflows"] >= 1, explain(
+                    STEP, ran, "A's ACK finds the queue full: TcpExtListenOverflows grows",
+                    f"growth {growth}")
+                late.settimeout(1.5)
+                if abort_on_overflow == "0":
+                    assert states_on_port(server.port, "syn-recv"), explain(
+                        STEP, ran, "A's ACK is dropped: the server's side of A stays SYN-RECV "
+                        "though A's connect() returned", "no SYN-RECV left")
+                    with pytest.raises((socket.timeout, TimeoutError)):
+                        late.recv(1)   # nothing comes, nothing is reset: A just waits
+                else:
+                    with pytest.raises(ConnectionResetError):
+                        late.sendall(b"x")
+                        late.recv(1)
+
+
+# The SYN queue: SYNs whose handshake never completes.  A raw socket sends
+# them from 198.51.100.3, an address nobody in the lab has: the SYN-ACKs go
+# out on lab0 to no one, and the connections stay half-open (SYN-RECV).
+
+def bare_syn(source, destination, source_port, destination_port):
+    """An IPv4 packet holding a TCP SYN, checksums done (RFC 793, RFC 791)."""
+    def checksum(data):
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+    src, dst = socket.inet_aton(source), socket.inet_aton(destination)
+    tcp = struct.pack("!HHIIBBHHH", source_port, destination_port, 1000 + source_port, 0,
+                      5 << 4, 0x02, 65535, 0, 0)
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP,
+                     0, src, dst)
+    return ip + tcp
+
+
+NOBODY = "198.51.100.3"
+SYN_QUEUE_COUNTERS = ("TcpExtTCPReqQFullDoCookies", "TcpExtTCPReqQFullDrop", "TcpExtListenDrops")
+
+
+@pytest.mark.parametrize("syncookies, max_syn_backlog, backlog, syns, half_open, cookies, drops", [
+    ("1", "4096", 2, 6, 3, 3, 0),     # backlog + 1 half-open, then SYN cookies
+    ("0", "4096", 2, 6, 3, 0, 3),     # backlog + 1 half-open, then dropped
+    ("0", "8", 100, 12, 7, 0, 5),     # cookies off: tcp_max_syn_backlog keeps its last quarter
+    ("1", "8", 100, 12, 12, 0, 0),    # cookies on: tcp_max_syn_backlog does nothing
+])
+def test_the_syn_queue(program, remote_lab, syncookies, max_syn_backlog, backlog, syns,
+                       half_open, cookies, drops):
+    settings = {"net/ipv4/tcp_syncookies": syncookies,
+                "net/ipv4/tcp_max_syn_backlog": max_syn_backlog}
+    with remote_lab.sysctls(settings), program(STEP).start(LOCAL_V4, 0, backlog) as server:
+        try:
+            sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        except PermissionError:
+            pytest.skip("sending a hand-made SYN needs CAP_NET_RAW (the lab's root has it)")
+        before = kernel_counters(*SYN_QUEUE_COUNTERS)
+        with sender:
+            for number in range(syns):
+                sender.sendto(bare_syn(NOBODY, LOCAL_V4, 40000 + number, server.port),
+                              (LOCAL_V4, 0))
+        # Every SYN ends up half-open, answered with a cookie, or dropped.
+        deadline = time.monotonic() + 3
+        while True:
+            seen = len(states_on_port(server.port, "syn-recv"))
+            growth = {name: kernel_counters(name)[name] - before[name]
+                      for name in SYN_QUEUE_COUNTERS}
+            accounted = seen + growth["TcpExtTCPReqQFullDoCookies"] + growth["TcpExtListenDrops"]
+            if accounted >= syns or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)   # polling with a deadline
+        got = (seen, growth["TcpExtTCPReqQFullDoCookies"], growth["TcpExtListenDrops"])
+        assert got == (half_open, cookies, drops), explain(
+            STEP, f"sysctl tcp_syncookies={syncookies} tcp_max_syn_backlog={max_syn_backlog}; "
+            f"{server.command}; {syns} SYNs that never complete, from {NOBODY}",
+            f"{half_open} half-open (SYN-RECV), {cookies} answered with a SYN cookie, "
+            f"{drops} dropped", f"{got[0]} half-open, {got[1]} cookies, {got[2]} dropped")

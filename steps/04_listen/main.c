@@ -7,11 +7,18 @@
  * kernel completes TCP handshakes by itself and queues the finished
  * connections, even though this program never calls accept(): a client's
  * connect() succeeds while we sit here doing nothing.  BACKLOG bounds that
- * queue; Linux holds BACKLOG+1 connections, then drops further SYNs, so the
- * next client's connect() hangs and retries instead of being refused.
+ * queue (the accept queue), capped at net.core.somaxconn; Linux holds
+ * BACKLOG+1 connections, then drops further SYNs, so the next client's
+ * connect() hangs and its SYN is sent again instead of being refused.  A
+ * handshake's last ACK that finds the queue full is dropped too, after the
+ * client's connect() has returned (a reset instead if tcp_abort_on_overflow
+ * is 1).  Half-open connections (SYN received, last ACK not yet) wait in a
+ * second queue, bounded by the same BACKLOG; beyond it the kernel answers
+ * with SYN cookies (net.ipv4.tcp_syncookies).  docs/04_listen.md shows both.
  *
  *     build/04_listen 127.0.0.1 7777 2     listening on 127.0.0.1:7777
- *     ss -ltn 'sport = :7777'              Recv-Q = queued, Send-Q = backlog 2
+ *     ss -ltn 'sport = :7777'              Recv-Q = queued, Send-Q = the limit, 2
+ *     nstat -asz TcpExtListenOverflows     connections the full queue turned away
  *
  * Usage: 04_listen [--no-reuseaddr] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
  */
