@@ -166,3 +166,21 @@ def test_both_sockets_must_set_the_option(private_lab, first_sets, second_sets):
     finally:
         for sock in pair:
             sock.close()
+
+
+def test_time_wait_lasts_a_minute(program, private_lab):
+    # Exercise 3.  Linux keeps TIME-WAIT for 60 s (a constant, TCP_TIMEWAIT_LEN);
+    # ss -o shows the time left: timer:(timewait,59sec,0).
+    port = leave_time_wait_on_a_port(program, private_lab)
+    out = subprocess.run(["ss", "-tanoH", "state", "time-wait", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    left = re.search(r"timer:\(timewait,(?:(\d+)min)?(\d+)(?:\.\d+)?(m?sec)?", out)
+    seconds = None
+    if left:
+        seconds = int(left.group(1) or 0) * 60 + int(left.group(2))
+        if left.group(3) == "msec":
+            seconds = 0
+    assert seconds is not None and 50 <= seconds <= 60, explain(
+        STEP, f"ss -tano state time-wait 'sport = :{port}'",
+        "a TIME-WAIT timer just under 60 seconds, right after the server closed",
+        out.strip() or "no TIME-WAIT line")

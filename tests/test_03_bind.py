@@ -108,6 +108,26 @@ def test_two_programs_bind_the_same_address_and_port(program, hosts):
                     f"exit {without.returncode}, stderr {without.stderr.strip()!r}")
 
 
+
+def test_a_listening_socket_keeps_its_address_even_from_the_option(program, hosts):
+    # Exercise 2, last part: step 4 listens on localhost's first address;
+    # step 3 (with SO_REUSEADDR) cannot bind it, and goes on to localhost's
+    # next address if there is one.
+    with program("04_listen").start("localhost", 0) as listener:
+        taken = f"{listener.host}:{listener.port}"
+        if len(hosts) > 1:
+            with program(STEP).start("localhost", listener.port, timeout=2) as second:
+                assert second.host == hosts[1], explain(
+                    STEP, f"{listener.command} (listening on {taken}); {second.command}",
+                    f"'bound to' localhost's next address, {hosts[1]}: {hosts[0]} is held by "
+                    "a listening socket, which SO_REUSEADDR never shares", second.first_line)
+        result = program(STEP).run(listener.host, listener.port)
+        assert result.returncode == 1 and "EADDRINUSE" in result.stderr, explain(
+            STEP, f"{listener.command} (listening on {taken}); build/{STEP} {listener.host} "
+            f"{listener.port}", "EADDRINUSE even with SO_REUSEADDR: a socket listens there",
+            f"exit {result.returncode}, stderr {result.stderr.strip()!r}")
+
+
 # -- an address, not an interface ------------------------------------------
 #
 # Linux's weak host model: a socket bound to an address takes connections to

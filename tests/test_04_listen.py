@@ -4,6 +4,7 @@ Also where "localhost" versus "*" shows: from this computer and from the
 other one (198.51.100.2), who gets through?
 """
 
+import errno
 import socket
 import struct
 import subprocess
@@ -27,11 +28,14 @@ def ss_listening(port):
 # HOST given to the program -> who may connect: (where, address, expected outcome).
 # localhost depends on /etc/hosts: test_localhost_is_its_first_address_only.
 REACH = {
+    # '*' is 0.0.0.0 for steps 1-5 (glibc lists it first): every IPv4 address, no IPv6.
     "*": [("local", "127.0.0.1", CONNECTED), ("local", LOCAL_V4, CONNECTED),
-          ("remote", LOCAL_V4, CONNECTED)],
-    LOCAL_V4: [("remote", LOCAL_V4, CONNECTED), ("local", "127.0.0.1", REFUSED)],
+          ("remote", LOCAL_V4, CONNECTED), ("local", "::1", REFUSED),
+          ("remote", LOCAL_V6, REFUSED)],
+    LOCAL_V4: [("remote", LOCAL_V4, CONNECTED), ("local", LOCAL_V4, CONNECTED),
+               ("local", "127.0.0.1", REFUSED)],
     "::": [("remote", LOCAL_V6, CONNECTED), ("remote", LOCAL_V4, CONNECTED),
-           ("local", "::1", CONNECTED)],
+           ("local", "::1", CONNECTED), ("local", "127.0.0.1", CONNECTED)],
 }
 
 
@@ -78,8 +82,8 @@ def test_localhost_is_its_first_address_only(program, remote_lab, hosts, where, 
             f"to {target} is {expected}", outcome, hint)
 
 
-def test_connections_complete_without_accept_until_the_queue_is_full(program, lab):
-    backlog = 2
+@pytest.mark.parametrize("backlog", [2, 0])
+def test_connections_complete_without_accept_until_the_queue_is_full(program, lab, backlog):
     with program(STEP).start("127.0.0.1", 0, backlog) as server:
         clients = []
         try:
@@ -315,3 +319,28 @@ def test_the_syn_queue(program, remote_lab, syncookies, max_syn_backlog, backlog
             f"{server.command}; {syns} SYNs that never complete, from {NOBODY}",
             f"{half_open} half-open (SYN-RECV), {cookies} answered with a SYN cookie, "
             f"{drops} dropped", f"{got[0]} half-open, {got[1]} cookies, {got[2]} dropped")
+
+
+def test_a_client_of_a_full_queue_gives_up_with_etimedout(program, lab):
+    # Exercise 1: what the client left out sees.  Its kernel resends the SYN
+    # (after 1 s, then 2 s later ...) and, after net.ipv4.tcp_syn_retries
+    # resends (6: about two minutes), connect() fails with ETIMEDOUT.  Here
+    # TCP_SYNCNT makes it one resend for this socket: about 3 s.
+    with program(STEP).start("127.0.0.1", 0, 0) as server:
+        outcome, first = connect(lab, "127.0.0.1", server.port)
+        assert outcome == CONNECTED
+        with first, socket.socket() as late:
+            late.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+            late.settimeout(10)   # longer than the kernel's own try, so the kernel ends it
+            started = time.monotonic()
+            try:
+                late.connect(("127.0.0.1", server.port))
+                happened = "connected"
+            except OSError as error:
+                happened = errno.errorcode.get(error.errno, repr(error))
+            took = time.monotonic() - started
+            assert happened == "ETIMEDOUT" and 2 <= took < 6, explain(
+                STEP, f"{server.command} (backlog 0: the queue holds 1); one client; "
+                "another with TCP_SYNCNT 1",
+                "the second fails with ETIMEDOUT after about 3 s (a SYN, a resend after 1 s, "
+                "then 2 s more): dropped, never refused", f"{happened} after {took:.1f} s")
