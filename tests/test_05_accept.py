@@ -368,3 +368,76 @@ def test_an_accept_failure_about_the_server_ends_it(program, fail_accept, error)
         f"it with exit status 1 and one line, 'accept: {message}'",
         f"exit status {status}; stderr {stderr!r}",
         "only the errors accept_error_is_temporary() lists may be retried")
+
+
+def test_a_client_that_resets_while_queued_is_accepted_then_reads_fail(program, lab):
+    # On Linux a queued connection that the client resets is still handed
+    # out by accept(): the reset shows on the first read(), as ECONNRESET.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        _, first = connect(lab, "127.0.0.1", server.port)
+        with first:
+            first.sendall(b"one")
+            assert recv_exactly(first, 3) == b"one"
+            _, quitter = connect(lab, "127.0.0.1", server.port)
+            quitter_port = quitter.getsockname()[1]
+            quitter.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            quitter.close()   # a reset, while it waits in the queue
+        server.wait_for_line(rf"^accepted 127\.0\.0\.1:{quitter_port} \(fd \d+\)$")
+        server.wait_for_line(rf"^closed 127\.0\.0\.1:{quitter_port}: ECONNRESET$")
+        _, third = connect(lab, "127.0.0.1", server.port)
+        with third:
+            third.sendall(b"three")
+            assert recv_exactly(third, 5) == b"three", explain(
+                STEP, server.command, "after a client that reset while queued, the next one "
+                "is echoed", "no echo")
+
+
+def process_state(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_for_state(server, stopped, timeout=5):
+    deadline = time.monotonic() + timeout
+    while (process_state(server.pid) == "T") != stopped:
+        assert time.monotonic() < deadline, explain(
+            STEP, server.command, f"the server is {'stopped' if stopped else 'running'} "
+            f"within {timeout} s of SIGSTOP/SIGCONT", f"state {process_state(server.pid)}")
+        time.sleep(0.01)   # polling with a deadline, not synchronising
+
+
+def test_a_short_write_loses_nothing(program, lab):
+    # A blocking write() on a TCP socket normally waits until it has taken
+    # every byte.  A signal that stops the process (SIGSTOP, as Ctrl-Z sends
+    # SIGTSTP) while write() waits makes it return early with the count it
+    # took so far: without the loop around write(), the rest of that buffer
+    # would be lost.  Whether one stop catches write() part-way is luck, so
+    # the server is stopped and continued STOPS times while it waits.
+    stops = 20
+    with program(STEP).start("127.0.0.1", 0) as server:
+        _, client = connect(lab, "127.0.0.1", server.port)
+        with client:
+            sent_digest, received_digest = hashlib.sha256(), hashlib.sha256()
+            sent = send_until_stalled(client, sent_digest)
+            received = 0
+            for _ in range(stops):
+                server.proc.send_signal(signal.SIGSTOP)
+                wait_for_state(server, stopped=True)
+                server.proc.send_signal(signal.SIGCONT)
+                wait_for_state(server, stopped=False)
+                # A little room, so that the next write() takes some bytes, then waits.
+                chunk = client.recv(3000)
+                received_digest.update(chunk)
+                received += len(chunk)
+            client.shutdown(socket.SHUT_WR)
+            rest, eof = receive_until_eof(client, received_digest)
+            received += rest
+            assert (received, eof) == (sent, True) \
+                and received_digest.digest() == sent_digest.digest(), explain(
+                    STEP, server.command, f"all {sent} bytes come back unchanged, though the "
+                    f"server was stopped (SIGSTOP) and continued {stops} times in write()",
+                    f"{received} bytes came back"
+                    + (", different from those sent" if received == sent else "")
+                    + ("" if eof else ", and no end of file"),
+                    "write() returned a short count and the rest was dropped: loop until "
+                    "every byte is sent")
