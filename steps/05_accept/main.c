@@ -13,7 +13,14 @@
  * This server is iterative: it echoes one client until that client hangs
  * up, and only then accepts the next.  A second client can connect (the
  * kernel queues it, as in step 4) but hears nothing back until the first
- * leaves.  Step 6 fixes that.
+ * leaves.  The first holds us whether it sends nothing (we wait in read())
+ * or sends and never reads its echo (once the kernel's buffers are full,
+ * we wait in write()).  Step 6 fixes that.
+ *
+ * accept() failing is usually about one client: Linux reports a queued
+ * connection's pending network error from accept() itself, and man 2
+ * accept says to try again (common/accept_errors.h lists them).  Any other
+ * failure (EBADF, EMFILE ...) is about the server: one line, exit 1.
  *
  *     build/05_accept                  listening on [::1]:7777 (stock /etc/hosts)
  *     nc localhost 7777                type a line: it comes back (nc tries
