@@ -184,3 +184,18 @@ def test_time_wait_lasts_a_minute(program, private_lab):
         STEP, f"ss -tano state time-wait 'sport = :{port}'",
         "a TIME-WAIT timer just under 60 seconds, right after the server closed",
         out.strip() or "no TIME-WAIT line")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "198.51.100.1"])
+def test_a_listener_on_every_address_keeps_the_port_on_each(program, remote_lab, address):
+    # man 7 socket: "When the listening socket is bound to INADDR_ANY with a
+    # specific port then it is not possible to bind to this port for any
+    # local address."
+    with program("04_listen").start("*", 0) as listener:
+        result = program("03_bind").run(address, listener.port)
+        assert result.returncode == 1 and "EADDRINUSE" in result.stderr, explain(
+            STEP, f"{listener.command} ({listener.first_line}); build/03_bind {address} "
+            f"{listener.port}",
+            "EADDRINUSE even with SO_REUSEADDR: a socket listens on that port on every "
+            "IPv4 address, this one included",
+            f"exit {result.returncode}, stderr {result.stderr.strip()!r}")
