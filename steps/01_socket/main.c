@@ -9,12 +9,16 @@
  *
  * Run it, and look at it from a second terminal while it waits:
  *
- *     build/01_socket                          socket fd 3 (IPv4 TCP)
+ *     build/01_socket                          socket fd 3 (IPv6 TCP)
  *     ls -l /proc/$(pgrep 01_socket)/fd        3 -> socket:[...]
- *     ss -tan                                  nothing new: no address, no port
+ *     ss -tan                                  nothing new: ss lists TCP sockets
+ *                                              in every state, but only those
+ *                                              with an address
  *
  * Usage: 01_socket [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * HOST only decides IPv4 or IPv6 here; step 3 binds to it.
+ * HOST only decides IPv4 or IPv6 here, by the first address getaddrinfo()
+ * lists: localhost is ::1 first under a stock /etc/hosts (glibc sorts it
+ * before 127.0.0.1), and '*' is 0.0.0.0 first, IPv4.  Step 3 binds to it.
  */
 #include "address.h"
 #include "args.h"
