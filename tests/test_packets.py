@@ -165,21 +165,29 @@ def test_data_and_a_reset(private_lab, free_port):
             accepted.settimeout(SECONDS)
             client.sendall(b"hello")
             assert accepted.recv(10) == b"hello"
-            # SO_LINGER on, 0 s: close() resets instead of FIN (man 7 socket).
+            # SO_LINGER on, 0 s: close() aborts with a reset instead of a FIN
+            # (what Linux does; man 7 socket describes SO_LINGER).
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             with pytest.raises(ConnectionResetError):
                 accepted.recv(10)
-    capture.wait_for(lambda line: "Flags [R" in line, "a reset")
+        # A second connection: once its SYN shows, anything the reset
+        # caused has shown too (one socket, packets in order).
+        with socket.create_connection(("127.0.0.1", free_port), timeout=SECONDS) as marker:
+            marker_port = marker.getsockname()[1]
+            server.accept()[0].close()
+    capture.wait_for(lambda line: f".{marker_port} > " in line and "Flags [S]" in line,
+                     "the second connection's SYN")
     assert capture.stop() == 0
     lines = "\n".join(capture.lines)
-    packets = capture.packets()
+    packets = [p for p in capture.packets() if str(client_port) in (p["sport"], p["dport"])]
     data = from_to(packets, "127.0.0.1", client_port, "P.")
     assert len(data) == 1 and data[0]["rest"].startswith("seq 1:6, ack 1, "), lines
     assert data[0]["length"] == "5", lines
     resets = from_to(packets, "127.0.0.1", client_port, "R.")
     assert len(resets) == 1 and resets[0]["rest"].startswith("seq 6, ack 1, "), lines
     assert not [p for p in packets if "F" in p["flags"]], f"a reset, not a FIN:\n{lines}"
+    assert packets[-1] is resets[0], f"nothing answers a reset:\n{lines}"
 
 
 def test_count_ends_it_by_itself(private_lab, free_port):
