@@ -67,7 +67,9 @@ transcript runs under "stock", the lines Debian, Fedora and Docker ship
   states never leak from one transcript into the next.  Environment:
   LC_ALL=C, TERM=dumb, no terminal (stdin is /dev/null).
 - Tools available: bash, coreutils, nc (netcat-openbsd), ss (iproute2),
-  strace, pgrep/ps (procps), lua5.4 (docs/lua/), and build/ programs.  Prefer `ls /proc/$!/fd`
+  strace, pgrep/ps (procps), lua5.4 (docs/lua/), python3, build/ programs,
+  and `python3 tests/packets.py -i lo --port 7777 &` for the packets
+  (tcpdump cannot run in the lab; this prints tcpdump -n -t's lines).  Prefer `ls /proc/$!/fd`
   or `readlink /proc/$!/fd/3` to `ls -l` (dates vary).
 
 WHAT MAY DIFFER BETWEEN RUNS (normalised only when comparing)
