@@ -18,18 +18,22 @@ command to raise it.
 """
 
 import errno
+import fcntl
 import hashlib
 import os
 import resource
+import select
 import selectors
+import signal
 import socket
 import subprocess
+import termios
 import time
 
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import CONNECTED, connect, explain
+from programs import CONNECTED, ROOT, Program, connect, explain, recv_exactly
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -311,3 +315,212 @@ def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab)
                 "reads again", f"{received} bytes came back"
                 + ("" if received != sent else ", different from those sent"),
                 "output not resumed after backpressure: EPOLLIN back on once it drains?")
+
+
+# -- what the lesson says about epoll itself ----------------------------------
+
+def tcp_pair(lab):
+    """Both ends of one loopback TCP connection: (client, server side)."""
+    with lab.socket(socket.AF_INET) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = lab.socket(socket.AF_INET)
+        client.settimeout(5)
+        client.connect(listener.getsockname())
+        listener.settimeout(5)
+        server_side, _ = listener.accept()
+    server_side.setblocking(False)
+    return client, server_side
+
+
+def wait_until_readable_bytes(sock, count, timeout=5):
+    """Poll FIONREAD until `count` bytes wait in sock's receive buffer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = int.from_bytes(fcntl.ioctl(sock, termios.FIONREAD, bytes(4)), "little")
+        if waiting >= count or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.005)   # polling with a deadline, not synchronising
+
+
+EDGE_NOTHING_WAIT = 0.2   # how long "nothing is reported" is given to be wrong
+
+
+def test_edge_triggered_reports_waiting_data_once_until_rearmed(lab):
+    # Lesson 8, exercise 3: with EPOLLET, data left unread is not reported
+    # again by itself.  New data arriving is a new edge, and EPOLL_CTL_MOD
+    # (even with the same events) re-arms: it reports what is waiting.
+    # Level-triggered reports it on every call.  This is the kernel, not
+    # step 8: Python's select.epoll is the same system call.
+    client, conn = tcp_pair(lab)
+    size = 100_000
+    with client, conn, select.epoll() as edge, select.epoll() as level:
+        edge.register(conn.fileno(), select.EPOLLIN | select.EPOLLET)
+        level.register(conn.fileno(), select.EPOLLIN)
+        client.sendall(bytes(size))
+        assert wait_until_readable_bytes(conn, size) >= size, "the data never arrived"
+
+        def said(events):
+            return "reported" if events else "nothing"
+
+        first = edge.poll(5)
+        taken = len(conn.recv(65536))   # part of it: the rest stays waiting
+        again = edge.poll(EDGE_NOTHING_WAIT)
+        level_again = level.poll(0)
+        edge.modify(conn.fileno(), select.EPOLLIN | select.EPOLLET)   # EPOLL_CTL_MOD
+        after_mod = edge.poll(0)
+        after_mod_twice = edge.poll(EDGE_NOTHING_WAIT)
+        client.sendall(b"x")            # new data: a new edge
+        after_new_data = edge.poll(5)
+        seen = {"first epoll_wait": said(first),
+                f"after reading {taken} of {size} bytes": said(again),
+                "level-triggered, same moment": said(level_again),
+                "after EPOLL_CTL_MOD with the same events": said(after_mod),
+                "epoll_wait once more": said(after_mod_twice),
+                "after one more byte arrives": said(after_new_data)}
+        expected = {"first epoll_wait": "reported",
+                    f"after reading {taken} of {size} bytes": "nothing",
+                    "level-triggered, same moment": "reported",
+                    "after EPOLL_CTL_MOD with the same events": "reported",
+                    "epoll_wait once more": "nothing",
+                    "after one more byte arrives": "reported"}
+        assert seen == expected, explain(
+            STEP, "select.epoll() with EPOLLIN | EPOLLET on a socket with 100,000 bytes waiting",
+            f"edge-triggered epoll reports as the lesson says: {expected}",
+            f"{seen}", "the kernel's epoll differs from man 7 epoll's description")
+
+
+def interest_list_size(pid, epoll_fd):
+    """How many descriptors an epoll instance watches: its 'tfd:' lines."""
+    with open(f"/proc/{pid}/fdinfo/{epoll_fd}") as info:
+        return sum(line.startswith("tfd:") for line in info)
+
+
+def epoll_descriptor(pid):
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[eventpoll]":
+                return int(fd)
+        except FileNotFoundError:
+            pass
+    return None
+
+
+def test_a_client_leaves_the_interest_list_when_the_server_closes_it(program, lab):
+    # Lesson 8, exercise 2.  Nothing here dup()s or fork()s a client's
+    # descriptor, so its close() is its last one, and the kernel drops it from
+    # the interest list (man 7 epoll, Q6): no EPOLL_CTL_DEL needed.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        epoll_fd = epoll_descriptor(server.pid)
+        assert epoll_fd is not None, explain(
+            STEP, server.command, "one descriptor is an epoll instance (anon_inode:[eventpoll])",
+            f"none in /proc/{server.pid}/fd")
+        before = interest_list_size(server.pid, epoll_fd)
+        _, client = connect(lab, "127.0.0.1", server.port)
+        port = client.getsockname()[1]
+        with client:
+            client.sendall(b"hi")
+            assert recv_exactly(client, 2) == b"hi"
+            during = interest_list_size(server.pid, epoll_fd)
+        server.wait_for_line(rf"^closed 127\.0\.0\.1:{port}: client closed$")
+        after = interest_list_size(server.pid, epoll_fd)
+        assert (during, after) == (before + 1, before), explain(
+            STEP, server.command, f"the interest list (/proc/PID/fdinfo/{epoll_fd}) grows by "
+            f"one while a client is connected and is back to {before} once the server has "
+            "closed it", f"{before} before, {during} with the client, {after} after",
+            "a client not registered, or its descriptor not closed (or duplicated)")
+
+
+# The one line a copy of step 8 changes to register clients edge-triggered.
+LEVEL_LINE = "    return (wants & CONNECTION_READ ? EPOLLIN : 0)"
+EDGE_LINE = "    return EPOLLET | (wants & CONNECTION_READ ? EPOLLIN : 0)"
+OUTPUT_LIMIT = 64 * 1024   # common/connections.h: the most read per client at once
+
+
+@pytest.fixture(scope="session")
+def edge_triggered_copy(tmp_path_factory):
+    """Lesson 8, exercise 3, done: steps/08_epoll/main.c with EPOLLET added to
+    every client's events, built with common/ into a folder of its own."""
+    folder = tmp_path_factory.mktemp("edge_triggered")
+    with open(os.path.join(ROOT, "steps", STEP, "main.c")) as f:
+        source = f.read()
+    assert source.count(LEVEL_LINE) == 1, (
+        f"steps/{STEP}/main.c no longer has the line {LEVEL_LINE.strip()!r} that this test "
+        "changes to make an edge-triggered copy: update EDGE_LINE/LEVEL_LINE")
+    copy = folder / "main.c"
+    copy.write_text(source.replace(LEVEL_LINE, EDGE_LINE))
+    common = os.path.join(ROOT, "common")
+    command = [os.environ.get("CC", "cc"), "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall",
+               "-Wextra", "-Werror", "-O2", f"-I{common}", "-o", str(folder / STEP), str(copy)]
+    command += sorted(os.path.join(common, name) for name in os.listdir(common)
+                      if name.endswith(".c"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"building the edge-triggered copy failed: {result.stderr}"
+    return str(folder)
+
+
+def process_state(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_for(condition, timeout=5):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)   # polling with a deadline, not synchronising
+    return True
+
+
+def unsent(sock):
+    """Bytes sent but not yet acknowledged (TIOCOUTQ): 0 once all arrived."""
+    return int.from_bytes(fcntl.ioctl(sock, termios.TIOCOUTQ, bytes(4)), "little")
+
+
+def echo_of_a_burst(server, lab, size):
+    """100,000 bytes land in the server's socket at once (sent while it is
+    stopped); returns how many come back within a second, and then after
+    one more byte."""
+    client = lab.socket(socket.AF_INET)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)   # room for the echo
+    client.settimeout(5)
+    client.connect(("127.0.0.1", server.port))
+    with client:
+        port = client.getsockname()[1]
+        server.wait_for_line(rf"^accepted 127\.0\.0\.1:{port} ")
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert wait_for(lambda: process_state(server.pid) == "T")
+            client.sendall(bytes(size))
+            assert wait_for(lambda: unsent(client) == 0), "the burst never arrived"
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        first = len(recv_exactly(client, size, timeout=1))
+        client.sendall(b"x")
+        rest = len(recv_exactly(client, size + 1 - first, timeout=5))
+    return first, first + rest
+
+
+@pytest.mark.parametrize("mode", ["level-triggered", "edge-triggered copy"])
+def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, edge_triggered_copy,
+                                                            mode):
+    # Lesson 8, exercise 3.  A client's 100,000 bytes wait in the socket.
+    # One event; the server reads until its 64 KiB buffer is full (not until
+    # EAGAIN), sends those 64 KiB back at once, and wants what it wanted
+    # before (READ): step 8 sees no change, calls no EPOLL_CTL_MOD.
+    # Level-triggered, the rest is reported on the next epoll_wait.
+    # Edge-triggered, nothing new happens on the socket, so nothing is
+    # reported: the echo stops at 65,536 bytes until the client sends again.
+    size = 100_000
+    steps = edge_triggered_copy if mode == "edge-triggered copy" else None
+    runner = Program(steps, STEP) if steps else program(STEP)
+    with runner.start("127.0.0.1", 0) as server:
+        first, total = echo_of_a_burst(server, lab, size)
+    expected = (OUTPUT_LIMIT, size + 1) if steps else (size, size + 1)
+    assert (first, total) == expected, explain(
+        STEP, f"{server.command} ({mode})",
+        f"{expected[0]} of {size} bytes echoed at first, all {size + 1} after one more byte",
+        f"{first} at first, {total} in the end",
+        "edge-triggered epoll reports a socket only when something new happens on it"
+        if steps else "a level-triggered server must echo everything without help")

@@ -18,14 +18,22 @@
  * Each registration carries a pointer to its client's slot, so an event
  * leads straight to its connection, without any search.
  *
- * We use epoll level-triggered (the default): a socket is reported while it
- * is ready, exactly as poll() reports it, so the connection code is step 7's
- * unchanged.  Edge-triggered (EPOLLET) reports only the moment it BECOMES
- * ready: every read would have to drain the socket to EAGAIN or the rest
- * would never be reported -- which is just what backpressure must not do
- * (it stops reading a client whose output is full, and must be told again
- * once there is room).  Level-triggered costs a little more for a socket
- * that stays ready, and nothing for the 9,990 that are idle.
+ * We use epoll level-triggered (the default): a socket is reported on every
+ * epoll_wait() while it is ready, exactly as poll() reports it.  So the
+ * connection code is step 7's unchanged, and a handler may stop early (it
+ * stops reading a client whose output buffer is full) and still be told
+ * again about the input left waiting.  Edge-triggered (EPOLLET) reports a
+ * socket when something happens on it, not while it stays ready: a server
+ * must then read and write until EAGAIN, or remember the socket is still
+ * ready, or re-arm it with EPOLL_CTL_MOD, which reports again what is
+ * already waiting (man 7 epoll).  That buys fewer wake-ups for sockets that
+ * stay ready; here, where a client is watched for EPOLLOUT only while it is
+ * owed output, they are few, and the idle 9,990 cost nothing either way.
+ *
+ * A client leaves the interest list when we close() its descriptor: the
+ * kernel drops it once no descriptor refers to that socket any more.  We
+ * never dup() or fork(), so our close() is the last; after either, it
+ * would not be (man 7 epoll: then EPOLL_CTL_DEL first).
  *
  * epoll is Linux's (BSD and macOS have kqueue); elsewhere this step stops
  * the build with a message, and step 7 is the server to use.  Each client
