@@ -43,8 +43,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_asleep(pid, timeout=SECONDS):
+    """Poll until the process is asleep (state S) three looks in a row, 20 ms
+    apart: after its first line it may not have reached its wait yet."""
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while calm < 3:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        calm = calm + 1 if state == "S" else 0
+        assert time.monotonic() < deadline, f"process {pid} never went to sleep"
+        time.sleep(0.02)   # polling with a deadline
+
+
 def wake_ups(pid, window):
     """How often the process went to sleep and was woken in `window` s."""
+    wait_asleep(pid)
     before = status_field(pid, "voluntary_ctxt_switches")
     time.sleep(window)   # a measurement window, not a wait for the program
     return status_field(pid, "voluntary_ctxt_switches") - before
