@@ -345,3 +345,39 @@ def test_a_client_of_a_full_queue_gives_up_with_etimedout(program, lab):
                 "another with TCP_SYNCNT 1",
                 "the second fails with ETIMEDOUT after about 3 s (its SYNs dropped, one second "
                 "apart): never refused", f"{happened} after {took:.1f} s")
+
+
+def test_a_dropped_final_ack_completes_once_accept_makes_room(private_lab):
+    # The sequel of the test above (tcp_abort_on_overflow 0), with a listener
+    # of the test's own, since step 4 never accepts: the server's kernel sends
+    # its SYN-ACK again, the client answers with its ACK again, and once
+    # accept() has made room that ACK completes the connection.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for attempt in range(3):
+            late = socket.socket()
+            late.settimeout(2)
+            defer_final_ack(late)
+            late.connect(("127.0.0.1", port))
+            if states_on_port(port, "syn-recv"):
+                break
+            late.close()
+            listener.settimeout(2)
+            listener.accept()[0].close()   # it got in at once: take it out, try again
+        else:
+            pytest.fail("no half-open connection in 3 tries: the machine is too slow")
+        with late, socket.create_connection(("127.0.0.1", port), timeout=2) as filler:
+            before = kernel_counters(*OVERFLOWS)
+            counters_moved(before, TcpExtListenOverflows=1)
+            listener.settimeout(5)
+            first, _ = listener.accept()            # the filler: room for one again
+            second, peer = listener.accept()        # the client whose ACK was dropped
+            with first, second:
+                assert peer == late.getsockname(), explain(
+                    STEP, "backlog 0; client A's last ACK dropped on a full queue; accept() twice",
+                    f"the second accept() returns client A ({late.getsockname()})", peer)
+                late.sendall(b"x")
+                second.settimeout(2)
+                assert second.recv(1) == b"x"
