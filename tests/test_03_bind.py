@@ -193,9 +193,10 @@ def test_so_bindtodevice_is_what_restricts_by_interface(remote_lab, address_on_l
             f"{expected}: only packets that arrive on {device} reach it", outcome)
 
 
-def test_so_bindtodevice_once_needs_no_privilege_but_changing_it_does(lab):
+def test_so_bindtodevice_once_needs_no_privilege_but_changing_it_does(private_lab):
     # man 7 socket does not say; measured: since Linux 5.7 an unprivileged
     # process may set it once, and needs CAP_NET_RAW to change or remove it.
+    # The lab's root holds CAP_NET_RAW over the lab's network namespace.
     code = ("import socket\n"
             "s = socket.socket()\n"
             "s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'lo')\n"
