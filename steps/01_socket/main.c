@@ -11,9 +11,9 @@
  *
  *     build/01_socket                          socket fd 3 (IPv6 TCP)
  *     ls -l /proc/$(pgrep 01_socket)/fd        3 -> socket:[...]
- *     ss -tan                                  nothing new: ss lists TCP sockets
- *                                              in every state, but only those
- *                                              with an address
+ *     ss -tan                                  nothing new: ss lists listeners and
+ *                                              connections in every state; this
+ *                                              is neither
  *
  * Usage: 01_socket [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
  * HOST only decides IPv4 or IPv6 here, by the first address getaddrinfo()
