@@ -57,8 +57,8 @@ def sockets_of(pid):
 
 
 def test_ss_shows_no_tcp_socket_of_it_in_any_state(program, private_lab):
-    # ss -tan lists TCP sockets in every state (LISTEN, ESTAB, SYN-SENT,
-    # TIME-WAIT, CLOSE-WAIT ...); a socket with no address is in none.
+    # ss -tan lists listeners and connections in every state (LISTEN, ESTAB,
+    # SYN-SENT, TIME-WAIT, CLOSE-WAIT ...); a socket that only exists is none.
     with program(STEP).start(expect=FD_LINE) as server:
         shown = sockets_of(server.pid)
         assert shown == [], explain(
