@@ -1,5 +1,6 @@
 """Step 5: accept() -- an iterative echo server, one client at a time."""
 
+import errno
 import hashlib
 import os
 import re
@@ -363,7 +364,7 @@ def test_an_accept_failure_about_the_server_ends_it(program, fail_accept, error)
         STEP, shown, f"the test's stand-in makes accept() fail with {error}",
         f"it did not: {server.lines!r}", "LD_PRELOAD cannot replace accept() in this build")
     stderr = server.stderr.strip().splitlines()
-    message = os.strerror(getattr(__import__("errno"), error))
+    message = os.strerror(getattr(errno, error))
     assert status == 1 and stderr == [f"accept: {message}"], explain(
         STEP, shown, f"accept() failing with {error} (about the server, not one client) ends "
         f"it with exit status 1 and one line, 'accept: {message}'",
