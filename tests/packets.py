@@ -256,6 +256,7 @@ def main(argv=None):
         print(f"packets.py: cannot watch {options.interface}: {error.strerror}",
               file=sys.stderr)
         return 1
+    capture.settimeout(0.2)   # a bound on the wait, so a stop is never missed
     what = "tcp" if options.port is None else f"tcp port {options.port}"
     shown = 0
     sequences = Sequences()
@@ -270,6 +271,10 @@ def main(argv=None):
                 packet, (_, protocol, pkttype, hatype, _) = capture.recvfrom(SNAPLEN)
             except Stop:
                 break
+            except socket.timeout:
+                # A signal that lands after the test above but before
+                # recvfrom() starts waiting interrupts nothing: look again.
+                continue
             finally:
                 _Signals.waiting = False
             if hatype == ARPHRD_LOOPBACK and pkttype == PACKET_OUTGOING:
