@@ -88,9 +88,22 @@ SYSCTLS = {
     "net/core/somaxconn": "4096",
     # A full accept queue drops SYNs (the client retries) instead of resetting.
     "net/ipv4/tcp_abort_on_overflow": "0",
-    # SYN cookies when the SYN queue overflows; the SYN queue's bound when off.
+    # SYN cookies once the SYN queue (bounded by BACKLOG, like the accept
+    # queue) is full; with cookies off, tcp_max_syn_backlog keeps the last
+    # quarter of it for clients known to have completed a handshake before
+    # (lesson 4, tests/test_04_listen.py::test_the_syn_queue).
     "net/ipv4/tcp_syncookies": "1",
     "net/ipv4/tcp_max_syn_backlog": "4096",
+    # A SYN nobody answers is resent 6 times, the first 4 resends 1 s apart
+    # (tcp_syn_linear_timeouts, Linux 6.5+), then doubling: lesson 4 shows
+    # them.  A SYN-ACK whose final ACK was dropped is resent 5 times.
+    "net/ipv4/tcp_syn_retries": "6",
+    "net/ipv4/tcp_syn_linear_timeouts": "4",
+    "net/ipv4/tcp_synack_retries": "5",
+    # The TCP options the packet transcripts show in every SYN.
+    "net/ipv4/tcp_timestamps": "1",
+    "net/ipv4/tcp_sack": "1",
+    "net/ipv4/tcp_window_scaling": "1",
     # A closed connection's TIME-WAIT is kept (lesson 2), up to this many.
     "net/ipv4/tcp_max_tw_buckets": "65536",
     # Socket buffer sizes (min, default, max): what a slow reader lets pile
