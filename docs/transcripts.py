@@ -214,7 +214,8 @@ def find_transcripts(path):
 def lesson_files(paths):
     if paths:
         return [os.path.abspath(p) for p in paths]
-    return sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    return sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))
+                  + glob.glob(os.path.join(ROOT, "docs", "answers", "*.md")))
 
 
 # -- what may differ between runs ------------------------------------------

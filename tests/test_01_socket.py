@@ -1,14 +1,12 @@
 """Step 1: socket() gives a descriptor, and nothing listens yet."""
 
 import os
-import re
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from programs import REFUSED, ROOT, connect, explain
+from programs import REFUSED, connect, explain
 
 STEP = "01_socket"
 FD_LINE = r"^socket fd (?P<fd>\d+) \((?P<family>IPv[46]) TCP\)$"
@@ -114,38 +112,3 @@ def test_the_socket_gets_the_lowest_free_descriptor(program):
             STEP, "bash -c 'exec build/01_socket 3</dev/null'",
             "socket fd 4: 0-2 are standard input, output and error, 3 is taken",
             f"socket fd {fd}")
-
-
-# -- the answers' transcripts (docs/answers/01_socket.md) --------------------------
-# tests/test_transcripts.py checks docs/*.md only; the answers page's
-# transcripts are rerun here, the same way.
-
-def _answer_transcripts():
-    sys.path.insert(0, os.path.join(ROOT, "docs"))
-    import transcripts   # docs/transcripts.py
-    path = os.path.join(ROOT, "docs", "answers", "01_socket.md")
-    return transcripts, (transcripts.find_transcripts(path) if os.path.exists(path) else [])
-
-
-TRANSCRIPTS, ANSWER_TRANSCRIPTS = _answer_transcripts()
-
-
-@pytest.mark.parametrize("transcript", ANSWER_TRANSCRIPTS,
-                         ids=[t.name for t in ANSWER_TRANSCRIPTS])
-def test_answers_transcript_matches_the_programs(transcript, private_lab, steps_dir):
-    steps_dir = os.path.abspath(steps_dir)
-    build_dir = None if steps_dir == os.path.join(ROOT, "build") else steps_dir
-    if build_dir:
-        commands = " ".join(entry["command"] for entry in transcript.entries)
-        for name in set(re.findall(r"(?<![\w./-])build/(\d\d_\w+)", commands)):
-            if not os.access(os.path.join(build_dir, name), os.X_OK):
-                pytest.skip(f"{transcript.name} runs build/{name}, not in {build_dir}")
-    status, message = TRANSCRIPTS.check_transcript(transcript, build_dir)
-    if status == "cannot run":
-        pytest.skip(message)
-    assert status == "ok", explain(
-        STEP, f"python3 docs/transcripts.py --check docs/answers/01_socket.md",
-        f"the transcript at {transcript.name} shows what the programs print",
-        f"{status}:\n{message}",
-        "a program's output changed (if on purpose: python3 docs/transcripts.py --update "
-        "docs/answers/01_socket.md, then reread the answer around it)")

@@ -1,15 +1,13 @@
 """Lesson 7's exercises, answered by the programs (docs/answers/07_poll.md).
 
 Each test pins one answer of docs/answers/07_poll.md, so that the answer
-stays true as the programs change; the last one reruns the answers'
-transcripts (docs/transcripts.py format, checked here because
-tests/test_transcripts.py covers docs/*.md only).
+stays true as the programs change (tests/test_transcripts.py reruns the
+page's transcripts).
 
     python3 -m pytest tests/test_07_answers.py
 """
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -22,9 +20,7 @@ import pytest
 from programs import explain, recv_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ANSWERS = os.path.join(ROOT, "docs", "answers", "07_poll.md")
-sys.path.insert(0, os.path.join(ROOT, "docs"))
-import transcripts  # noqa: E402  (docs/transcripts.py)
+
 
 SECONDS = 5
 
@@ -208,32 +204,3 @@ def test_exercise_5_send_after_a_reset_econnreset_then_epipe(private_lab, flags,
         assert result.returncode == -signal.SIGPIPE and said[2] == "", (
             "the next send(..., 0), with SIGPIPE at its default action: the process is "
             f"killed by SIGPIPE; got {said[2:]!r}, exit status {result.returncode}")
-
-
-# -- the answers' transcripts --------------------------------------------------
-
-def _answer_transcripts():
-    if not os.path.exists(ANSWERS):
-        return []
-    return transcripts.find_transcripts(ANSWERS)
-
-
-ANSWER_TRANSCRIPTS = _answer_transcripts()
-
-
-@pytest.mark.parametrize("transcript", ANSWER_TRANSCRIPTS,
-                         ids=[t.name for t in ANSWER_TRANSCRIPTS])
-def test_answers_transcript_matches_the_programs(transcript, private_lab, steps_dir):
-    steps_dir = os.path.abspath(steps_dir)
-    build_dir = None if steps_dir == os.path.join(ROOT, "build") else steps_dir
-    if build_dir:
-        for name in set(re.findall(r"(?<![\w./-])build/(\d\d_\w+)",
-                                   " ".join(e["command"] for e in transcript.entries))):
-            if not os.access(os.path.join(build_dir, name), os.X_OK):
-                pytest.skip(f"{transcript.name} runs build/{name}, not in {build_dir}")
-    status, message = transcripts.check_transcript(transcript, build_dir)
-    if status == "cannot run":
-        pytest.skip(message)
-    assert status == "ok", (f"{transcript.name}: {status}\n{message}\n"
-                            f"(rewrite it: python3 docs/transcripts.py --update "
-                            f"docs/answers/07_poll.md)")

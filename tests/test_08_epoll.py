@@ -21,14 +21,12 @@ import errno
 import fcntl
 import hashlib
 import os
-import re
 import resource
 import select
 import selectors
 import signal
 import socket
 import subprocess
-import sys
 import termios
 import time
 
@@ -526,38 +524,3 @@ def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, edge_t
         f"{first} at first, {total} in the end",
         "edge-triggered epoll reports a socket only when something new happens on it"
         if steps else "a level-triggered server must echo everything without help")
-
-
-# -- the answers' transcripts (docs/answers/08_epoll.md) --------------------------
-# tests/test_transcripts.py checks docs/*.md only; the answers page's
-# transcripts are rerun here, the same way.
-
-def _answer_transcripts():
-    sys.path.insert(0, os.path.join(ROOT, "docs"))
-    import transcripts   # docs/transcripts.py
-    path = os.path.join(ROOT, "docs", "answers", "08_epoll.md")
-    return transcripts, (transcripts.find_transcripts(path) if os.path.exists(path) else [])
-
-
-TRANSCRIPTS, ANSWER_TRANSCRIPTS = _answer_transcripts()
-
-
-@pytest.mark.parametrize("transcript", ANSWER_TRANSCRIPTS,
-                         ids=[t.name for t in ANSWER_TRANSCRIPTS])
-def test_answers_transcript_matches_the_programs(transcript, private_lab, steps_dir):
-    steps_dir = os.path.abspath(steps_dir)
-    build_dir = None if steps_dir == os.path.join(ROOT, "build") else steps_dir
-    if build_dir:
-        commands = " ".join(entry["command"] for entry in transcript.entries)
-        for name in set(re.findall(r"(?<![\w./-])build/(\d\d_\w+)", commands)):
-            if not os.access(os.path.join(build_dir, name), os.X_OK):
-                pytest.skip(f"{transcript.name} runs build/{name}, not in {build_dir}")
-    status, message = TRANSCRIPTS.check_transcript(transcript, build_dir)
-    if status == "cannot run":
-        pytest.skip(message)
-    assert status == "ok", explain(
-        STEP, f"python3 docs/transcripts.py --check docs/answers/08_epoll.md",
-        f"the transcript at {transcript.name} shows what the programs print",
-        f"{status}:\n{message}",
-        "a program's output changed (if on purpose: python3 docs/transcripts.py --update "
-        "docs/answers/08_epoll.md, then reread the answer around it)")

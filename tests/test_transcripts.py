@@ -30,7 +30,7 @@ LESSONS = sorted(glob.glob(os.path.join(ROOT, "docs", "[0-9][0-9]_*.md")))
 
 def _collect():
     found, broken = [], []
-    for path in sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+    for path in transcripts.lesson_files([]):   # docs/*.md and docs/answers/*.md
         try:
             found.extend(transcripts.find_transcripts(path))
         except ValueError as error:
