@@ -56,7 +56,9 @@
  *
  * Slots never move: a closed slot just gets fd -1 and may be reused by the
  * next accept, so a loop over the ready sockets is never disturbed by one
- * that closes.  Closing a descriptor removes it from an epoll set by itself.
+ * that closes.  Closing a descriptor removes it from an epoll set by itself
+ * only when it is the last descriptor for that socket (man 7 epoll, Q6):
+ * nothing here dup()s or fork()s, so it is; after either, EPOLL_CTL_DEL first.
  */
 #ifndef CONNECTIONS_H
 #define CONNECTIONS_H

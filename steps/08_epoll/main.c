@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         }
     /* The listening sockets are registered once; clients are registered as
      * they come (watch) and leave the set by themselves when their
-     * descriptor is closed. */
+     * descriptor is closed (ours is the only one: no dup(), no fork()). */
     bool listen_watched = true;
     if (watch_listeners(epoll_fd, EPOLL_CTL_ADD, &listeners, listen_watched) == -1) {
         perror("epoll_ctl");
