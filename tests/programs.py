@@ -156,7 +156,9 @@ class Server:
     def stderr_so_far(self):
         if self.proc.poll() is None:
             return "(still running)"
-        return self.proc.stderr.read().decode(errors="replace").strip()
+        if not hasattr(self, "_exit_stderr"):
+            self._exit_stderr = self.proc.stderr.read().decode(errors="replace").strip()
+        return self._exit_stderr
 
     # -- stopping it ---------------------------------------------------------
 
@@ -205,6 +207,20 @@ class Server:
     def __exit__(self, kind, value, traceback):
         if kind is None:
             self.expect_clean_exit()
+        elif not self.stopped and self._exited_by_itself():
+            # It died while the test talked to it: its last words say more
+            # than the test's own failure (a crash, a TODO not written yet).
+            status, stderr = self.proc.returncode, self.stderr_so_far()
+            self.stopped = True
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+            first = str(value).strip().splitlines()[0] if str(value).strip() else kind.__name__
+            raise AssertionError(explain(
+                self.step, self.command, "the server keeps running while clients talk to it",
+                f"it exited with status {status} (the test then saw: {first})\n"
+                f"  stderr:    {stderr[-1500:]!r}",
+                "read its stderr above: a TODO not written yet, a sanitizer report, "
+                "or a call that failed")) from value
         else:
             try:
                 self.stop()
@@ -213,6 +229,15 @@ class Server:
         self.proc.stdout.close()
         self.proc.stderr.close()
         return False
+
+    def _exited_by_itself(self):
+        """After a failure: has it exited?  A client that saw the connection
+        drop may be a moment ahead of the exit, so give it half a second."""
+        try:
+            self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     @property
     def pid(self):
@@ -261,3 +286,32 @@ def recv_exactly(sock, size, timeout=5.0):
             break
         data += chunk
     return bytes(data)
+
+
+# -- strace ------------------------------------------------------------------
+
+def strace_prefix(*options):
+    """A prefix for Program.start: run the program under strace (skips the
+    test where strace is not installed).  Stop the program itself, not
+    strace: os.kill(traced_child(server.pid), ...)."""
+    import pytest
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (Debian: apt-get install strace)")
+    return [strace, "-qq", *options]
+
+
+def traced_child(tracer_pid, timeout=5):
+    """The program strace started: its only child."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{tracer_pid}/task/{tracer_pid}/children") as f:
+                children = f.read().split()
+        except OSError:
+            children = []
+        if children or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    assert children, f"strace (pid {tracer_pid}) started no program"
+    return int(children[0])
