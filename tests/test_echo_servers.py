@@ -30,7 +30,7 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import CONNECTED, connect, explain, recv_exactly
+from programs import CONNECTED, connect, explain, recv_exactly, strace_prefix, traced_child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
@@ -116,6 +116,19 @@ def reset(sock):
     """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()
+
+
+def wait_for_log(server, pattern, expected, hint, timeout=5):
+    """server.wait_for_line, failing with what the missing line means."""
+    try:
+        return server.wait_for_line(pattern, timeout)
+    except AssertionError:
+        if server.proc.poll() is not None:
+            raise          # it died: Server reports its last words
+        raise AssertionError(explain(
+            server.step, server.command, expected,
+            f"no line matching /{pattern}/ within {timeout} s; its last lines: "
+            f"{server.lines[-4:]!r}", hint)) from None
 
 
 def wait_until(condition, timeout):
@@ -312,7 +325,10 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
             peer = peer_of(leaver)
             echo(server, leaver, b"bye", "a client about to disconnect")
             leaver.close()
-            server.wait_for_line(rf"^closed {peer}: .*client closed")
+            wait_for_log(server, rf"^closed {peer}: .*client closed",
+                         "a client that closes is closed and logged: closed PEER: client closed",
+                         "read() returned 0 (end of input) and nothing was owed: close it "
+                         "then (half-close: close once input ended AND output drained)")
 
             # Half-close: we will send no more, but still want our echo.  We
             # read nothing until we have sent it all and shut our side, so the
@@ -332,14 +348,19 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
                 f"it got {len(back)} bytes{' that differ' if len(back) == len(data) and back != data else ''}"
                 f", end of file: {eof}",
                 "read() returning 0 means the client is done sending, not gone: finish "
-                "sending what you owe, then close")
-            server.wait_for_line(rf"^closed {peer}: .*client closed")
+                "sending what you owe, then close (half-close)")
+            wait_for_log(server, rf"^closed {peer}: .*client closed",
+                         "a half-closed client is closed once it has all its echo",
+                         "close when input ended AND nothing is owed (half-close)")
 
             resetter = open_client(lab, server, where)
             peer = peer_of(resetter)
             echo(server, resetter, b"about to reset", "a client about to reset")
             reset(resetter)
-            match = server.wait_for_line(rf"^closed {peer}: .*")
+            match = wait_for_log(server, rf"^closed {peer}: .*",
+                                 "a client that resets is closed and logged",
+                                 "read() fails with ECONNRESET: close that client, "
+                                 "naming the error")
             assert "ECONNRESET" in match.string, explain(
                 step, server.command, "a reset connection is closed with a line naming ECONNRESET",
                 f"the line was {match.string!r}")
@@ -376,6 +397,69 @@ def test_no_descriptor_leaks_after_a_thousand_connections(step, program, lab):
             "after 1000 connections came and went, the server holds as many descriptors as before",
             f"before: {len(before)} {before[:12]}; after: {len(after)} {after[:12]}",
             "a client descriptor not closed on one of the ways a connection ends")
+
+
+def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program, lab):
+    """Backpressure, seen from outside: a client sends and never reads.  The
+    server must stop reading it once the echo it owes fills its buffer (the
+    client's send() then blocks), and must then sleep, not spin."""
+    with program(step).start("*", 0) as server:
+        client = open_client(lab, server, receive_buffer=4096)
+        with client:
+            sender = BackgroundSender(client, b"b" * (20 * 1024 * 1024), timeout=10)
+            stalled_at = sender.wait_until_done_or_stuck(stuck_for=0.5)
+            assert stalled_at < 20 * 1024 * 1024, explain(
+                step, server.command,
+                "a client that sends without reading is held back: its send() blocks",
+                "it sent all 20 MB without reading a byte of its echo",
+                "the server keeps reading a client whose output is full: stop asking to "
+                "read it (backpressure: connection_wants() without READ)")
+            window = 0.5
+            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+            time.sleep(window)   # a measurement window, not a wait for the server
+            used = cpu_seconds(server.pid) - cpu_before
+            elapsed = time.monotonic() - started
+            assert used < elapsed * 0.5, explain(
+                step, server.command, "while a held-back client reads nothing, the server sleeps",
+                f"it used {used:.2f} s of CPU in {elapsed:.2f} s "
+                f"(the client had sent {stalled_at} bytes)",
+                "a client with a full output buffer is still watched for READ, so the "
+                "kernel says 'readable' at once, every time (backpressure: "
+                "connection_wants() must leave READ out while the buffer is full)")
+            reset(client)
+
+
+def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, tmp_path):
+    """The self-pipe trick, seen with strace: the SIGTERM handler writes a
+    byte into a pipe whose read end the loop waits on.  A flag alone misses
+    a signal that lands after the loop's test and before poll() sleeps --
+    too narrow a window to hit on purpose, so this test looks at the writes."""
+    if step == "06_frame_loop":
+        pytest.skip("step 6 never sleeps longer than a frame: it needs no stop pipe")
+    log = str(tmp_path / "strace.log")
+    with program(step).start("127.0.0.1", 0, prefix=strace_prefix("-o", log, "-e", "trace=pipe,pipe2,write")) as server:
+        client = open_client(lab, server)
+        with client:
+            echo(server, client, b"ping")
+        os.kill(traced_child(server.pid), signal.SIGTERM)
+        status = server.stop()
+    with open(log) as f:
+        trace = f.read()
+    pipes = re.findall(r"pipe2?\(\[(\d+), (\d+)\]", trace)
+    assert status == 0 and pipes, explain(
+        step, server.command, "the server makes a stop pipe (pipe()) and exits 0 on SIGTERM",
+        f"exit status {status}; pipes made: {pipes}",
+        "stop_signal_fd() makes the pipe; the loop must wait on its read end")
+    write_end = pipes[-1][1]
+    after_signal = trace.split("--- SIGTERM", 1)[-1] if "--- SIGTERM" in trace else ""
+    assert re.search(rf"^write\({write_end}, ", after_signal, re.MULTILINE), explain(
+        step, server.command,
+        f"on SIGTERM the handler writes a byte into the stop pipe (fd {write_end})",
+        "strace shows no write to the pipe after the signal"
+        + ("" if after_signal else " (no SIGTERM seen at all)"),
+        "the self-pipe trick is missing: a signal landing between the loop's "
+        "stop_requested() test and poll() would be missed, and the server would sleep "
+        "on; write one byte to stop_pipe[1] in the handler (common/signals.c)")
 
 
 # -- limits --------------------------------------------------------------------
