@@ -8,6 +8,7 @@
 #                         (default: stock, localhost = ::1 then 127.0.0.1; tests/lab.py)
 #   make workspace STEP=03_bind   your own copy of a step, with TODOs: workspace/03_bind/
 #   make check STEP=03_bind       build yours (build/workspace/03_bind/) and run that step's tests
+#   make check STEP=07_poll ONLY=idle   only the checks whose names say "idle"
 #   make tour             build, then a guided tour: every step run live in the two-host lab
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
@@ -92,7 +93,7 @@ workspace:
 	@python3 tests/workspace.py new $(STEP)
 
 check: all
-	@$(or $(PYTHON),python3) tests/workspace.py check --build=$(BUILD) $(STEP)
+	@$(or $(PYTHON),python3) tests/workspace.py check --build=$(BUILD) $(if $(ONLY),--only="$(ONLY)") $(STEP)
 
 # The tour and the transcripts need python3 only (no pytest), and the lab's
 # tools: ip, unshare, nsenter, nc, ss, strace (Debian: iproute2 util-linux

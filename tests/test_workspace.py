@@ -7,6 +7,7 @@ do, into a temporary workspace and build folder (never the learner's own).
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +15,13 @@ import sys
 import pytest
 
 import skeletons
-from programs import all_steps, explain
+from programs import ADDRESS_LINE, all_steps, explain
 
 ROOT = skeletons.ROOT
 STEPS = all_steps()
+IDEAS = [(step, name, number, wrong) for step in STEPS
+         for name, number, cut in skeletons.ideas(step)
+         for wrong in ([False, True] if cut["wrong"] else [False])]
 TOOL = os.path.join(ROOT, "tests", "workspace.py")
 
 
@@ -30,7 +34,7 @@ def workspace_command(*args, timeout=600):
 @pytest.fixture(scope="session")
 def build_dirs(tmp_path_factory):
     """One build folder for skeletons and one for references, for the whole run."""
-    return {kind: str(tmp_path_factory.mktemp(f"build-{kind}")) for kind in ("skeleton", "reference")}
+    return {kind: str(tmp_path_factory.mktemp(f"build-{kind}")) for kind in ("skeleton", "reference", "ideas")}
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -61,6 +65,13 @@ def test_skeleton_builds_and_its_tests_fail(step, tmp_path, build_dirs, steps_di
 def test_reference_passes_the_same_check(step, tmp_path, build_dirs, steps_dir):
     workspace = tmp_path / "workspace"
     shutil.copytree(os.path.join(ROOT, "steps", step), workspace / step)
+    # The common/ files the workspace holds too, as a learner's would be:
+    # the banner on top, the course's code in every TODO's place.
+    for name in skeletons.LESSONS[step]:
+        if "/" in name:
+            short = os.path.basename(name)
+            (workspace / step / short).write_text(
+                skeletons.banner(step, short, name) + skeletons.read_reference(step, name))
     checked, command = workspace_command(
         "check", step, "--workspace", str(workspace), "--build", build_dirs["reference"],
         "--reference", os.path.abspath(steps_dir))
@@ -90,3 +101,91 @@ def test_check_without_a_workspace_says_how_to_make_one(tmp_path):
     assert result.returncode == 2 and f"make workspace STEP={step}" in result.stderr, explain(
         step, command, "exit 2 and the command that makes a workspace",
         f"exit {result.returncode}, stderr {result.stderr!r}")
+
+
+def write_workspace(folder, step, sources):
+    os.makedirs(os.path.join(folder, step))
+    for name, text in sources.items():
+        with open(os.path.join(folder, step, name), "w") as f:
+            f.write(text)
+
+
+def build_skeleton(step, workspace, build_dir):
+    target = os.path.join(build_dir, "workspace", step, step)
+    made = subprocess.run(["make", "--no-print-directory", f"BUILD={build_dir}",
+                           f"WORKSPACE={workspace}", target], cwd=ROOT, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    assert made.returncode == 0, explain(
+        step, f"make {target}", "the skeleton builds", made.stderr[-2000:])
+    return target
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path):
+    """Run as written by make workspace, a skeleton must not look like a
+    working program (step 3 used to print "bound to 0.0.0.0:0" and wait):
+    it stops, exit status 3, with a line naming the TODO it reached."""
+    write_workspace(str(tmp_path / "ws"), step, skeletons.step_sources(step)[0])
+    program = build_skeleton(step, str(tmp_path / "ws"), str(tmp_path / "build"))
+    command = f"{os.path.relpath(program, ROOT)} 127.0.0.1 0"
+    proc = subprocess.Popen([program, "127.0.0.1", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        # A server whose TODO is past its first line needs a client to reach it.
+        first = proc.stdout.readline()
+        match = ADDRESS_LINE.match(first.strip())
+        if match and match.group(1) == "listening on":
+            client = lab.socket()
+            client.settimeout(2)
+            try:
+                client.connect(("127.0.0.1", int(match.group("port"))))
+                client.sendall(b"hello\n")
+            except OSError:
+                pass          # it may be gone already: that is what we expect
+            finally:
+                client.close()
+        status = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        status = "still running after 5 s"
+    output, errors = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    number = int(step[:2])
+    assert status == 3 and re.search(rf"TODO step {number}\b.*not written yet", errors), explain(
+        step, command, "exit status 3 and one line naming the TODO (TODO step N ...: not "
+        "written yet)", f"exit status {status}; stdout {(first + output)!r}; stderr {errors!r}",
+        "a cut in tests/skeletons.py leaves no placeholder, or one that does not stop")
+    assert "bound to" not in first + output or number > 3, explain(
+        step, command, "no 'bound to' line: nothing was bound", f"stdout {(first + output)!r}")
+
+
+@pytest.mark.parametrize("step, name, number, wrong", IDEAS, ids=[
+    f"{step}-{os.path.basename(name)}-{number}{'-wrong' if wrong else ''}"
+    for step, name, number, wrong in IDEAS])
+def test_each_idea_is_caught_when_missing_or_wrong(step, name, number, wrong, tmp_path,
+                                                    build_dirs, steps_dir):
+    """Part 2's ideas, one at a time: the reference with only this idea cut
+    out (its TODO placeholder), or replaced by a plausible wrong version, must
+    fail the tests LESSONS names, with a report that says what is wrong."""
+    cut = skeletons.LESSONS[step][name][number]
+    workspace = str(tmp_path / "workspace")
+    write_workspace(workspace, step, skeletons.step_sources(step, only=(name, number),
+                                                            wrong=wrong)[0])
+    checked, command = workspace_command(
+        "check", step, "--workspace", workspace, "--build", build_dirs["ideas"],
+        "--reference", os.path.abspath(steps_dir),
+        "--only", cut["wrong_caught_by"] if wrong else cut["caught_by"])
+    output = checked.stdout + checked.stderr
+    what = "a wrong version of" if wrong else "the TODO placeholder of"
+    idea = cut["todo"].splitlines()[0]
+    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
+        step, command, f"with {what} {name} cut {number} ({idea}), the checks "
+        f"{cut['wrong_caught_by'] if wrong else cut['caught_by']!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
+        "no test notices this idea missing: write one, and name it in caught_by")
+    says = cut["wrong_says"] if wrong else cut["says"]
+    report = output.split("checks failed.", 1)[-1]
+    assert re.search(says, report), explain(
+        step, command, f"the failure report says what is wrong (/{says}/)",
+        report[-3000:], "make the test's message name the idea, in plain words")

@@ -70,8 +70,11 @@ def relative(path):
 # -- make workspace ------------------------------------------------------------
 
 def new(step, workspace):
+    steps = all_steps()
+    earlier = steps[steps.index(step) - 1] if steps.index(step) > 0 else None
     try:
-        sources = skeletons.step_sources(step)
+        sources, notes = skeletons.step_sources(
+            step, carry_from=os.path.join(workspace, earlier) if earlier else None)
     except skeletons.SkeletonError as error:
         print(f"make workspace: {error}", file=sys.stderr)
         return 1
@@ -88,7 +91,9 @@ def new(step, workspace):
             f.write(text)
         todos += [f"{relative(os.path.join(folder, name))}:{number}"
                   for number, line in enumerate(text.splitlines(), 1) if "/* TODO" in line]
-    print(f"wrote {relative(folder)}/: step {step}, with the lesson's calls left for you to write.")
+    print(f"wrote {relative(folder)}/: step {step}, with the lesson's code left for you to write.")
+    for note in notes:
+        print(f"  ({note})")
     for place in todos:
         print(f"  TODO at {place}")
     print(f"Write them, then test your version:  make check STEP={step}")
@@ -273,7 +278,7 @@ class StepReport:
         return 0
 
 
-def check(step, build_dir, workspace, reference_dir, first_failure=False):
+def check(step, build_dir, workspace, reference_dir, first_failure=False, only=None):
     if pytest is None:
         print("make check: no Python with pytest found; install it: sudo apt-get install "
               "python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest", file=sys.stderr)
@@ -295,7 +300,8 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False):
     os.chdir(ROOT)
     pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
                  f"--steps-dir={steps_dir}", "--ignore", os.path.join(TESTS, "test_workspace.py"),
-                 *(["-x"] if first_failure else []), TESTS], plugins=[report])
+                 *(["-x"] if first_failure else []), *(["-k", only] if only else []), TESTS],
+                plugins=[report])
     status = report.summary(workspace)
     out.close()
     return status
@@ -310,12 +316,15 @@ def main():
     parser.add_argument("--build", default="build", help="the build folder (default: build)")
     parser.add_argument("--reference", help="the reference programs (default: the build folder)")
     parser.add_argument("--first-failure", action="store_true", help="stop at the first failure")
+    parser.add_argument("--only", metavar="WORDS",
+                        help="only the checks whose names match (pytest -k), e.g. --only idle")
     args = parser.parse_intermixed_args()
     step = resolve_step(args.step, "workspace" if args.command == "new" else "check")
     workspace = os.path.abspath(args.workspace)
     if args.command == "new":
         return new(step, workspace)
-    return check(step, args.build, workspace, args.reference or args.build, args.first_failure)
+    return check(step, args.build, workspace, args.reference or args.build, args.first_failure,
+                 args.only)
 
 
 if __name__ == "__main__":
