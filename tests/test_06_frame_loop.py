@@ -27,7 +27,7 @@ import time
 import pytest
 
 from lab import LOCAL_V4
-from programs import CONNECTED, connect, explain, recv_exactly
+from programs import CONNECTED, connect, explain, recv_exactly, strace_prefix, traced_child
 
 STEP = "06_frame_loop"
 FPS = 60                  # the documented default
@@ -405,3 +405,44 @@ def test_quiet_silences_the_report(program, lab):
     reports = [line for line in server.lines if REPORT.match(line)]
     assert not reports, explain(STEP, server.command, "--quiet prints no frame reports",
                                 f"it printed {reports!r}")
+
+
+# -- the lesson's exercises (docs/answers/06_frame_loop.md) ---------------------
+
+def test_an_echo_waits_for_the_next_frame(program, lab):
+    """Exercise 1: with --fps 2 a reply waits for the next frame, up to half
+    a second; it is read and sent in the same frame, so never longer."""
+    with program(STEP).start("--fps", 2, "127.0.0.1", 0) as server:
+        client = open_client(lab, server)
+        with client:
+            delays = []
+            for i in range(4):
+                message = f"echo {i}\n".encode()
+                sent_at = time.monotonic()
+                client.sendall(message)
+                back = recv_exactly(client, len(message), timeout=3)
+                delays.append(time.monotonic() - sent_at)
+                assert back == message, explain(
+                    STEP, server.command, "each line comes back", f"got {back!r}")
+    # Generous bounds: this is about frames, not about a busy machine's timing.
+    assert max(delays) < 1.2 and sum(delays) / len(delays) > 0.05, explain(
+        STEP, server.command, "at 2 frames/s an echo takes from 0 to 0.5 s (it waits "
+        "for the next frame's poll(), then is read and sent in that frame)",
+        "delays " + ", ".join(f"{delay:.2f} s" for delay in delays))
+
+
+def test_a_poll_that_waits_eats_the_frame(program):
+    """Exercise 2, without editing the code: strace makes every poll() take
+    100 ms longer (inject=poll:delay_exit), as a poll() timeout of 100 ms
+    would with nothing ready.  The frames then last 100 ms or more: about 9
+    a second, nearly all of them late."""
+    prefix = strace_prefix("-o", "/dev/null", "-e", "trace=poll",
+                           "-e", "inject=poll:delay_exit=100000")
+    with program(STEP).start("127.0.0.1", 0, prefix=prefix) as server:
+        start, _ = wait_for_line_at(server, REPORT, 0, "a frame report")
+        start, match = wait_for_line_at(server, REPORT, start + 1, "a frame report")
+        os.kill(traced_child(server.pid), signal.SIGTERM)
+    rate, late = int(match.group("rate")), int(match.group("late"))
+    assert rate <= 11 and late >= rate - 1, explain(
+        STEP, server.command, "with every poll() 100 ms long: at most 10 frames/s, nearly "
+        "all late", match.string)
