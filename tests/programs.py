@@ -288,6 +288,28 @@ def recv_exactly(sock, size, timeout=5.0):
     return bytes(data)
 
 
+def send_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
+    """Send without reading (the socket is made non-blocking) until nothing
+    more goes in for `quiet` seconds: every buffer between us and the server
+    is full.  Each byte sent is added to digest (hashlib).  Returns bytes sent."""
+    block = bytes(range(256)) * 256
+    sent = 0
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        while sent < limit and time.monotonic() < deadline:
+            if not selector.select(quiet):
+                break   # not writable for `quiet` s: stalled
+            try:
+                count = sock.send(block)
+            except BlockingIOError:
+                continue
+            digest.update(block[:count])
+            sent += count
+    return sent
+
+
 # -- strace ------------------------------------------------------------------
 
 def strace_prefix(*options):

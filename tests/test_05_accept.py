@@ -14,7 +14,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, ROOT, address_text, connect, explain, recv_exactly
+from programs import (CONNECTED, REFUSED, ROOT, address_text, connect, explain, recv_exactly,
+                      send_until_stalled)
 
 STEP = "05_accept"
 
@@ -171,26 +172,6 @@ def test_restarts_at_once_on_the_port_it_left_in_time_wait(program, private_lab)
 
 
 # -- a client that sends and never reads -----------------------------------
-
-def send_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
-    """Send without reading until nothing more goes in for `quiet` seconds:
-    every buffer between us and the server is full.  Returns bytes sent."""
-    block = bytes(range(256)) * 256
-    sent = 0
-    sock.setblocking(False)
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_WRITE)
-        while sent < limit and time.monotonic() < deadline:
-            if not selector.select(quiet):
-                break   # not writable for `quiet` s: stalled
-            try:
-                count = sock.send(block)
-            except BlockingIOError:
-                continue
-            digest.update(block[:count])
-            sent += count
-    return sent
 
 
 def receive_until_eof(sock, digest, timeout=30):

@@ -33,7 +33,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import CONNECTED, ROOT, Program, connect, explain, recv_exactly
+from programs import (CONNECTED, ROOT, Program, connect, explain, recv_exactly,
+                      send_until_stalled)
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -253,25 +254,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fill_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
-    """Send without reading until nothing more goes in for `quiet` seconds:
-    every buffer between us and the server is full.  Returns bytes sent."""
-    block = bytes(range(256)) * 256
-    sent = 0
-    deadline = time.monotonic() + timeout
-    with selectors.EpollSelector() as selector:
-        selector.register(sock, selectors.EVENT_WRITE)
-        while sent < limit and time.monotonic() < deadline:
-            if not selector.select(quiet):
-                break   # not writable for `quiet` s: stalled
-            try:
-                count = sock.send(block)
-            except BlockingIOError:
-                continue
-            digest.update(block[:count])
-            sent += count
-    return sent
-
 
 def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab):
     # Backpressure stops reading a client whose output is full.  With epoll
@@ -284,7 +266,7 @@ def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab)
         with client:
             client.setblocking(False)
             sent_digest = hashlib.sha256()
-            sent = fill_until_stalled(client, sent_digest)
+            sent = send_until_stalled(client, sent_digest)
 
             cpu_before, started = cpu_seconds(server.pid), time.monotonic()
             time.sleep(MEASURE_SECONDS)   # a measurement window, not a wait for the server
