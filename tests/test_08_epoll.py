@@ -405,7 +405,12 @@ def test_a_client_leaves_the_interest_list_when_the_server_closes_it(program, la
             assert recv_exactly(client, 2) == b"hi"
             during = interest_list_size(server.pid, epoll_fd)
         server.wait_for_line(rf"^closed 127\.0\.0\.1:{port}: client closed$")
+        # The line is printed just before close(): poll, with a deadline.
+        deadline = time.monotonic() + 2
         after = interest_list_size(server.pid, epoll_fd)
+        while after != before and time.monotonic() < deadline:
+            time.sleep(0.01)
+            after = interest_list_size(server.pid, epoll_fd)
         assert (during, after) == (before + 1, before), explain(
             STEP, server.command, f"the interest list (/proc/PID/fdinfo/{epoll_fd}) grows by "
             f"one while a client is connected and is back to {before} once the server has "
