@@ -1,16 +1,19 @@
 """The learner's starting point for each step: the reference program with the
-lesson's calls cut out and a TODO in their place.
+lesson's code cut out and a TODO in its place.
 
-A skeleton is made from steps/NN_name/main.c each time it is needed, never
-stored, so it cannot drift from the reference: LESSONS below names the exact
-text of each cut, and skeleton() refuses (SkeletonError) when a cut is no
-longer found in the reference.  tests/test_workspace.py checks, for every
-step, that the skeleton builds with the course's flags (-Werror), that the
-step's tests fail against it, and that they pass against the reference.
+A skeleton is made from steps/NN_name/main.c (and, from step 6 on, from the
+common/ files the step teaches) each time it is needed, never stored, so it
+cannot drift from the reference: LESSONS below names the exact text of each
+cut, and apply_cuts() refuses (SkeletonError) when a cut is no longer found.
+tests/test_workspace.py checks, for every step, that the skeleton builds with
+the course's flags (-Werror), that the step's tests fail against it, that
+they pass against the reference, that an untouched skeleton stops naming its
+TODO, and, for each idea of Part 2, that the tests LESSONS names fail in
+plain words while that one idea is missing or wrong.
 
-A cut that removes an assignment leaves a placeholder (`= -1` and
-`errno = ENOSYS`), so the skeleton compiles and, when run, says which call is
-missing: "socket 127.0.0.1:7777: ENOSYS (Function not implemented)".
+Each cut leaves a placeholder that compiles and, when reached, stops the
+program with one line and exit status 3:
+"workspace/03_bind/main.c:86: TODO step 3: bind(): not written yet".
 
 A new step gets its entry here: the lines its lesson is about, and a TODO
 that says what to write and which manual page to read.

@@ -189,3 +189,35 @@ def test_each_idea_is_caught_when_missing_or_wrong(step, name, number, wrong, tm
     assert re.search(says, report), explain(
         step, command, f"the failure report says what is wrong (/{says}/)",
         report[-3000:], "make the test's message name the idea, in plain words")
+
+
+def test_a_finished_common_file_is_carried_to_the_next_step(tmp_path):
+    """make workspace STEP=07_poll starts from the learner's own finished
+    connections.c of step 6 (this step's cuts made in it), and from the
+    reference while that file still has a placeholder."""
+    steps = [step for step in STEPS if any("/" in name for name in skeletons.LESSONS[step])]
+    if len(steps) < 2:
+        pytest.skip("fewer than two steps with common/ files in their workspace")
+    first, second = steps[0], steps[1]
+    shared = next(name for name in skeletons.LESSONS[first]
+                  if "/" in name and name in skeletons.LESSONS[second])
+    short = os.path.basename(shared)
+    made, command = workspace_command("new", first, "--workspace", str(tmp_path))
+    mine = tmp_path / first / short
+
+    started, command = workspace_command("new", second, "--workspace", str(tmp_path))
+    assert "still has TODOs" in started.stdout, explain(
+        second, command, f"with {first}'s {short} unfinished: a note, and the reference",
+        started.stdout)
+    shutil.rmtree(tmp_path / second)
+
+    # "Finished": the course's code in every TODO's place, plus a mark of the learner's.
+    finished = skeletons.read_reference(first, shared).replace(
+        "\n", "\n/* written by the learner */\n", 1)
+    mine.write_text(skeletons.banner(first, short, shared) + finished)
+    carried, command = workspace_command("new", second, "--workspace", str(tmp_path))
+    text = (tmp_path / second / short).read_text()
+    assert "is carried forward" in carried.stdout and "written by the learner" in text \
+        and "TODO_NOT_WRITTEN(" in skeletons.strip_banner(text), explain(
+            second, command, f"the learner's finished {short} carried forward, with "
+            f"{second}'s TODOs cut out of it", carried.stdout)
