@@ -310,6 +310,32 @@ def send_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
     return sent
 
 
+def receive_until_eof(sock, digest, timeout=30):
+    """Read until end of file or timeout, adding each byte to digest
+    (hashlib); returns (bytes read, saw end of file)."""
+    received = 0
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                continue
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return received, True
+            digest.update(chunk)
+            received += len(chunk)
+    return received, False
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # After ")": state is field 3, utime field 14, stime field 15 (man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- strace ------------------------------------------------------------------
 
 def strace_prefix(*options):

@@ -4,7 +4,6 @@ import errno
 import hashlib
 import os
 import re
-import selectors
 import signal
 import socket
 import struct
@@ -15,7 +14,7 @@ import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
 from programs import (CONNECTED, REFUSED, ROOT, address_text, connect, explain, recv_exactly,
-                      send_until_stalled)
+                      receive_until_eof, send_until_stalled)
 
 STEP = "05_accept"
 
@@ -172,23 +171,6 @@ def test_restarts_at_once_on_the_port_it_left_in_time_wait(program, private_lab)
 
 
 # -- a client that sends and never reads -----------------------------------
-
-
-def receive_until_eof(sock, digest, timeout=30):
-    """Read until end of file or timeout; returns (bytes read, saw EOF)."""
-    received = 0
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(deadline - time.monotonic()):
-                continue
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                return received, True
-            digest.update(chunk)
-            received += len(chunk)
-    return received, False
 
 
 def test_a_client_that_never_reads_holds_the_server_in_write(program, lab):

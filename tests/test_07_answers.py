@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from programs import explain, recv_exactly
+from programs import cpu_seconds, explain, recv_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,12 +31,6 @@ def status_field(pid, name):
             if line.startswith(name + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"/proc/{pid}/status has no {name}")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_asleep(pid, timeout=SECONDS):

@@ -33,8 +33,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, ROOT, Program, connect, explain, recv_exactly,
-                      send_until_stalled)
+from programs import (CONNECTED, ROOT, Program, connect, cpu_seconds, explain,
+                      receive_until_eof, recv_exactly, send_until_stalled)
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -248,12 +248,6 @@ def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_
             "read() == 0 not handled)")
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 
 def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab):
     # Backpressure stops reading a client whose output is full.  With epoll
@@ -280,18 +274,8 @@ def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab)
                 "epoll reports the unread input on every call")
 
             client.shutdown(socket.SHUT_WR)
-            received_digest, received = hashlib.sha256(), 0
-            deadline = time.monotonic() + PHASE_SECONDS
-            with selectors.EpollSelector() as selector:
-                selector.register(client, selectors.EVENT_READ)
-                while time.monotonic() < deadline:
-                    if not selector.select(deadline - time.monotonic()):
-                        continue
-                    chunk = client.recv(1 << 20)
-                    if not chunk:
-                        break
-                    received_digest.update(chunk)
-                    received += len(chunk)
+            received_digest = hashlib.sha256()
+            received, _ = receive_until_eof(client, received_digest, timeout=PHASE_SECONDS)
             assert (received, received_digest.digest()) == (sent, sent_digest.digest()), explain(
                 STEP, server.command, f"all {sent} bytes come back unchanged once the client "
                 "reads again", f"{received} bytes came back"

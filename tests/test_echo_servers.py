@@ -30,7 +30,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import CONNECTED, connect, explain, recv_exactly, strace_prefix, traced_child
+from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, strace_prefix,
+                      traced_child)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
@@ -183,13 +184,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # After ")": state is field 3, utime field 14, stime field 15 (man 5 proc).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- many clients, one echo each --------------------------------------------
