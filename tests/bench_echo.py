@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab as lab_module   # noqa: E402  (the lab first, while we have one thread)
 from lab import LOCAL_V4   # noqa: E402
-from programs import Program   # noqa: E402
+from programs import Program, cpu_seconds   # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ["05_accept", "06_frame_loop", "07_poll", "08_epoll"]
@@ -67,12 +67,6 @@ def start_server(steps_dir, step, max_clients, host):
     proc.kill()
     proc.wait()
     raise SystemExit(f"{step}: no 'listening on' line within 5 s")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:
