@@ -12,7 +12,10 @@
 #   make tour             build, then a guided tour: every step run live in the two-host lab
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
-#   make bench            steps 5-8's echo servers side by side (tests/bench_echo.py)
+#   make bench            the echo servers of steps 5-9 and a libuv one side by side, a few
+#                         minutes (tests/bench_echo.py): docs/bench/results.md and .png
+#   make bench-quick      the same, small and short (under a minute), into build/bench-quick/;
+#                         fails on a wrong echo or an error, never on speed
 #   make clean
 #
 # CC and CFLAGS can be overridden as usual; the warnings stay errors.
@@ -108,11 +111,44 @@ transcripts: all
 check-transcripts: all
 	python3 docs/transcripts.py --check --build-dir=$(BUILD)
 
-# Steps 5-8's echo servers side by side: numbers, never pass/fail.
-#   make bench BENCH_ARGS="--idle 5000 --steps 07_poll,08_epoll"
-.PHONY: bench
-bench: all
-	python3 tests/bench_echo.py --steps-dir=$(BUILD) $(BENCH_ARGS)
+# The echo servers of steps 5-9 side by side, with a libuv echo server as
+# the yardstick (tests/bench_echo.py): numbers, never pass/fail on speed.
+# tests/bench/loadgen.c is the load generator; tests/bench/uv_echo.c needs
+# libuv (Debian: libuv1-dev) and is left out, with one line, without it.
+#   make bench BENCH_ARGS="--servers 07_poll,08_epoll --workloads 50+5000idle"
+# The plot needs matplotlib (Debian: python3-matplotlib), found like pytest
+# above; without it the report has the tables only.
+.PHONY: bench bench-quick bench-tools
+BENCH_PYTHON ?= $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3; do \
+                  "$$p" -c 'import matplotlib' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/bench/uv_echo: tests/bench/uv_echo.c
+	@mkdir -p $(@D)
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -luv
+
+bench-tools: $(BUILD)/bench/loadgen
+	@if printf '#include <uv.h>\n' | $(CC) -E -x c - >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory $(BUILD)/bench/uv_echo; \
+	else \
+	    echo "make bench: no libuv headers (Debian: sudo apt-get install libuv1-dev): the libuv baseline is left out"; \
+	fi
+
+# The full run (several minutes): docs/bench/results.md and results.png.
+bench: all bench-tools
+	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --steps-dir=$(BUILD) \
+	    --output=docs/bench/results.md --plot=docs/bench/results.png \
+	    --invoked-as="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
+
+# Under a minute: every server, small loads, one repetition; fails on a wrong
+# echo or any error, never on speed.  Its report goes to build/, not docs/.
+bench-quick: all bench-tools
+	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --quick --steps-dir=$(BUILD) \
+	    --output=$(BUILD)/bench-quick/results.md --plot=$(BUILD)/bench-quick/results.png \
+	    --invoked-as="make bench-quick" $(BENCH_ARGS)
 
 clean:
 	rm -rf build
