@@ -138,6 +138,7 @@ bench-tools: $(BUILD)/bench/loadgen
 	fi
 
 # The full run (several minutes): docs/bench/results.md and results.png.
+# BENCH_NOTE="..." (in the environment or here) adds a paragraph to the report.
 bench: all bench-tools
 	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --steps-dir=$(BUILD) \
 	    --output=docs/bench/results.md --plot=docs/bench/results.png \
@@ -148,7 +149,7 @@ bench: all bench-tools
 bench-quick: all bench-tools
 	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --quick --steps-dir=$(BUILD) \
 	    --output=$(BUILD)/bench-quick/results.md --plot=$(BUILD)/bench-quick/results.png \
-	    --invoked-as="make bench-quick" $(BENCH_ARGS)
+	    --invoked-as="make bench-quick$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
 clean:
 	rm -rf build
