@@ -82,8 +82,31 @@ DESCRIPTIONS = {
                 "ready sockets.",
     "09_io_uring": "io_uring (step 9).",
     LIBUV: "the yardstick: an echo server written with libuv as its documentation "
-           "teaches (tests/bench/uv_echo.c); libuv uses epoll on Linux.",
+           "teaches (tests/bench/uv_echo.c); libuv uses epoll on Linux. Each read gets a "
+           "fresh 64 KiB buffer (malloc), freed once its echo is written, so an idle "
+           "connection holds no buffer; but glibc may give that memory back to the "
+           "kernel and take it again (brk), and libuv 1.44 calls epoll_ctl after each "
+           "completed write (both seen with strace -c): CPU that steps 7 and 8 do not "
+           "spend.",
 }
+# A fact of the steps' shared code that the idle workload's memory shows.
+SHARED = ("Steps 6-8 keep a 64 KiB output buffer per client from its first read until it "
+          "leaves (common/connections.c): a 64-byte echo touches one 4 KiB page of it, "
+          "most of what an idle connection costs them in RSS.")
+
+
+def workload_notes(workload):
+    """What to keep in mind when reading one workload's table."""
+    notes = []
+    if workload.clients == 1 and not workload.idle:
+        notes.append("One client: each round trip is two wake-ups, the server's and the "
+                     "load generator's. Whether the scheduler runs the two on the same "
+                     "core (a hand-off) or on two cores (a wake-up across cores, slow in "
+                     "a virtual machine) changes the rate several times over: most of the "
+                     "spread here is that choice, not the server.")
+    if workload.idle:
+        notes.append(SHARED)
+    return notes
 
 
 def plural(count, word):
@@ -385,9 +408,9 @@ def write_report(path, args, servers, workloads, results, started, elapsed, host
                 for problem in problems_of(row):
                     notes.append(f"{name}, repetition {number}: {problem}")
         lines.append("")
-        for note in notes:
+        for note in workload_notes(workload) + notes:
             lines += [f"- {note}"]
-        if notes:
+        if notes or workload_notes(workload):
             lines.append("")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
