@@ -115,7 +115,8 @@ check-transcripts: all
 # the yardstick (tests/bench_echo.py): numbers, never pass/fail on speed.
 # tests/bench/loadgen.c is the load generator; tests/bench/uv_echo.c needs
 # libuv (Debian: libuv1-dev) and is left out, with one line, without it.
-#   make bench BENCH_ARGS="--servers 07_poll,08_epoll --workloads 50+5000idle"
+#   make bench-quick BENCH_ARGS="--servers 07_poll,08_epoll --workloads 100,100+10000idle"
+# (BENCH_ARGS narrows either run; make bench always writes docs/bench/.)
 # The plot needs matplotlib (Debian: python3-matplotlib), found like pytest
 # above; without it the report has the tables only.
 .PHONY: bench bench-quick bench-tools

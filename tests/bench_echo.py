@@ -34,7 +34,7 @@ the scheduler places them, as it would in real life.
                                     build/bench-quick/; fails on any wrong echo or
                                     error, never on speed (CI runs it)
     make && python3 tests/bench_echo.py --help
-    make bench BENCH_ARGS="--servers 07_poll,08_epoll --workloads 50+5000idle"
+    make bench-quick BENCH_ARGS="--servers 07_poll,08_epoll --workloads 100,100+10000idle"
 """
 
 import argparse
