@@ -89,9 +89,9 @@ static void usage(FILE *out)
             MAX_SIZE);
 }
 
-static void usage_error(const char *what, const char *value)
+static void usage_error(const char *what, const char *value, const char *why)
 {
-    fprintf(stderr, "loadgen: %s '%s' (see loadgen --help)\n", what, value);
+    fprintf(stderr, "loadgen: %s '%s': %s (see loadgen --help)\n", what, value, why);
     exit(2);
 }
 
@@ -101,7 +101,7 @@ static long whole_number(const char *option, const char *text, long min, long ma
     errno = 0;
     long value = strtol(text, &end, 10);
     if (end == text || *end != '\0' || errno == ERANGE || value < min || value > max)
-        usage_error(option, text);
+        usage_error(option, text, "not a whole number in range");
     return value;
 }
 
@@ -111,7 +111,7 @@ static double seconds(const char *option, const char *text, double min, double m
     errno = 0;
     double value = strtod(text, &end);
     if (end == text || *end != '\0' || errno == ERANGE || !(value >= min && value <= max))
-        usage_error(option, text);
+        usage_error(option, text, "not a number of seconds in range");
     return value;
 }
 
@@ -127,7 +127,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             exit(0);
         }
         if (i + 1 >= argc)
-            usage_error("missing value after", option);
+            usage_error("option", option, "no value follows");
         const char *value = argv[i + 1];
         if (strcmp(option, "--clients") == 0)
             o->clients = whole_number(option, value, 1, MAX_CONNECTIONS);
@@ -144,7 +144,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         else if (strcmp(option, "--connect-timeout") == 0)
             o->connect_timeout = seconds(option, value, 0.01, 3600);
         else
-            usage_error("unknown option", option);
+            usage_error("option", option, "unknown");
     }
     if (argc - i != 2) {
         usage(stderr);
