@@ -1,4 +1,9 @@
 /* connections.c -- see connections.h. */
+
+/* glibc declares accept4() only for _GNU_SOURCE (it is in POSIX.1-2024,
+ * which glibc's feature macros do not name yet). */
+#define _GNU_SOURCE
+
 #include "connections.h"
 
 #include "accept_errors.h"
@@ -48,11 +53,16 @@ static int open_spare(void)
 int connections_init(struct connection_table *table, const struct server_args *args)
 {
     memset(table, 0, sizeof *table);
+    /* calloc() of a large table maps zeroed pages that cost memory only
+     * once touched, and a slot is touched only when a client first needs it:
+     * room for 10,000 clients costs nothing until they come. */
     table->slots = calloc((size_t)args->max_clients, sizeof table->slots[0]);
-    if (table->slots == NULL)
+    table->input = malloc(OUTPUT_LIMIT);
+    if (table->slots == NULL || table->input == NULL) {
+        free(table->slots);
+        free(table->input);
         return -1;
-    for (int i = 0; i < args->max_clients; i++)
-        table->slots[i].fd = -1;
+    }
     table->max_clients = args->max_clients;
     table->quiet = args->quiet;
     table->idle_timeout = args->idle_timeout;
@@ -62,9 +72,8 @@ int connections_init(struct connection_table *table, const struct server_args *a
 
 void connections_close_all(struct connection_table *table, const char *reason)
 {
-    for (int i = 0; i < table->max_clients && table->count > 0; i++)
-        if (table->slots[i].fd != -1)
-            connection_close(table, &table->slots[i], reason);
+    while (table->oldest != NULL)
+        connection_close(table, table->oldest, reason);
 }
 
 void connections_free(struct connection_table *table)
@@ -73,12 +82,51 @@ void connections_free(struct connection_table *table)
     if (table->spare_fd != -1)
         close(table->spare_fd);
     free(table->slots);
+    free(table->input);
     table->slots = NULL;
+    table->input = NULL;
 }
 
 bool connections_accepting(const struct connection_table *table)
 {
     return monotonic_seconds() >= table->accept_paused_until;
+}
+
+/* The list of clients, least recently active first.  Taking a client out
+ * and putting it back at the newest end are a few pointer moves, whatever
+ * the number of clients: the list stays ordered by last_active for free. */
+static void unlink_client(struct connection_table *table, struct connection *c)
+{
+    if (c->older != NULL)
+        c->older->newer = c->newer;
+    else
+        table->oldest = c->newer;
+    if (c->newer != NULL)
+        c->newer->older = c->older;
+    else
+        table->newest = c->older;
+    c->older = c->newer = NULL;
+}
+
+static void append_client(struct connection_table *table, struct connection *c)
+{
+    c->older = table->newest;
+    c->newer = NULL;
+    if (table->newest != NULL)
+        table->newest->newer = c;
+    else
+        table->oldest = c;
+    table->newest = c;
+}
+
+/* c just moved a byte: it is now the most recently active client. */
+static void mark_active(struct connection_table *table, struct connection *c)
+{
+    c->last_active = monotonic_seconds();
+    if (table->newest != c) {
+        unlink_client(table, c);
+        append_client(table, c);
+    }
 }
 
 void connection_close(struct connection_table *table, struct connection *c,
@@ -89,8 +137,11 @@ void connection_close(struct connection_table *table, struct connection *c,
     log_line(table, "closed", c->peer, detail);
     close(c->fd);
     free(c->output);
+    unlink_client(table, c);
     memset(c, 0, sizeof *c);
     c->fd = -1;
+    c->newer = table->free_slots;   /* the next accept takes it back */
+    table->free_slots = c;
     table->count--;
 }
 
@@ -144,12 +195,41 @@ static int refuse_with_spare(struct connection_table *table, int listen_fd,
     return outcome;
 }
 
+/* A slot for a new client: the last one given back, else one never used;
+ * NULL when all max_clients are taken.  No search: a full table says so as
+ * fast as an empty one. */
 static struct connection *free_slot(struct connection_table *table)
 {
-    for (int i = 0; i < table->max_clients; i++)
-        if (table->slots[i].fd == -1)
-            return &table->slots[i];
+    struct connection *c = table->free_slots;
+    if (c != NULL) {
+        table->free_slots = c->newer;
+        c->newer = NULL;
+        return c;
+    }
+    if (table->slots_used < table->max_clients)
+        return &table->slots[table->slots_used++];
     return NULL;
+}
+
+/* The next waiting client's socket, non-blocking, or -1 with errno.
+ * accept4() sets O_NONBLOCK (and close-on-exec) in the same call; it is
+ * Linux's, the BSDs', and in POSIX.1-2024.  Where it is missing (macOS),
+ * accept() and then fcntl(). */
+static int accept_client(int listen_fd, struct sockaddr_storage *peer, socklen_t *peer_len)
+{
+#ifdef SOCK_NONBLOCK
+    return accept4(listen_fd, (struct sockaddr *)peer, peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    int fd = accept(listen_fd, (struct sockaddr *)peer, peer_len);
+    if (fd != -1 && (set_nonblocking(fd) == -1 || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1)) {
+        /* A blocking client socket could stall every other client. */
+        fprintf(stderr, "fcntl on an accepted socket: %s\n", strerror(errno));
+        close(fd);
+        errno = ECONNABORTED;   /* about this client only: skip it */
+        return -1;
+    }
+    return fd;
+#endif
 }
 
 struct connection *connection_accept(struct connection_table *table, int listen_fd)
@@ -157,7 +237,7 @@ struct connection *connection_accept(struct connection_table *table, int listen_
     while (connections_accepting(table)) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        int fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
+        int fd = accept_client(listen_fd, &peer, &peer_len);
         if (fd == -1) {
             int errnum = errno;
             if (errnum == EAGAIN || errnum == EWOULDBLOCK || errnum == EINTR)
@@ -189,19 +269,12 @@ struct connection *connection_accept(struct connection_table *table, int listen_
             refuse(table, fd, peer_text, line, why);
             continue;
         }
-        if (set_nonblocking(fd) == -1) {
-            /* A blocking client socket could stall every other client. */
-            fprintf(stderr, "fcntl O_NONBLOCK %s: %s\n", peer_text, strerror(errno));
-            close(fd);
-            continue;
-        }
 
         c->fd = fd;
         memcpy(c->peer, peer_text, sizeof c->peer);
+        append_client(table, c);
         c->last_active = monotonic_seconds();
         table->count++;
-        if (table->idle_timeout > 0 && table->next_idle_check == 0)
-            table->next_idle_check = c->last_active + table->idle_timeout;
         char detail[32];
         snprintf(detail, sizeof detail, " (fd %d)", fd);
         log_line(table, "accepted", c->peer, detail);
@@ -225,26 +298,32 @@ unsigned connection_wants(const struct connection *c)
     return wants;
 }
 
-/* Reads what has arrived into the output buffer's free end, until the
- * socket is empty or the buffer full.  Returns -1 if it closed c. */
+/* Where c's owed bytes are: its own buffer once it has one, else the
+ * table's input buffer, which holds them only during connection_handle(). */
+static char *owed_buffer(const struct connection_table *table, const struct connection *c)
+{
+    return c->output != NULL ? c->output : table->input;
+}
+
+/* Reads what has arrived, after any bytes still owed, until the socket has
+ * no more or the buffer is full.  Returns -1 if it closed c. */
 static int read_input(struct connection_table *table, struct connection *c)
 {
-    if (c->output == NULL && (c->output = malloc(OUTPUT_LIMIT)) == NULL) {
-        close_on_error(table, c, ENOMEM);
-        return -1;
-    }
+    char *buffer = owed_buffer(table, c);
     while (!c->input_ended && output_owed(c) < OUTPUT_LIMIT) {
         if (c->output_end == OUTPUT_LIMIT) {
             /* Room only at the front: slide the owed bytes down. */
-            memmove(c->output, c->output + c->output_start, output_owed(c));
+            memmove(buffer, buffer + c->output_start, output_owed(c));
             c->output_end -= c->output_start;
             c->output_start = 0;
         }
-        ssize_t received = read(c->fd, c->output + c->output_end,
-                                OUTPUT_LIMIT - c->output_end);
+        size_t room = OUTPUT_LIMIT - c->output_end;
+        ssize_t received = read(c->fd, buffer + c->output_end, room);
         if (received > 0) {
             c->output_end += (size_t)received;
-            c->last_active = monotonic_seconds();
+            mark_active(table, c);
+            if ((size_t)received < room)
+                return 0;   /* it gave all it had: skip the read that says EAGAIN */
         } else if (received == 0) {
             c->input_ended = true;     /* closed, or half-closed: we still owe it */
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -260,13 +339,14 @@ static int read_input(struct connection_table *table, struct connection *c)
 /* Sends what the socket takes of the owed bytes.  Returns -1 if it closed c. */
 static int write_output(struct connection_table *table, struct connection *c)
 {
+    const char *buffer = owed_buffer(table, c);
     while (output_owed(c) > 0) {
         /* MSG_NOSIGNAL: a vanished client gives EPIPE, not a fatal SIGPIPE. */
-        ssize_t sent = send(c->fd, c->output + c->output_start, output_owed(c),
+        ssize_t sent = send(c->fd, buffer + c->output_start, output_owed(c),
                             MSG_NOSIGNAL);
         if (sent >= 0) {
             c->output_start += (size_t)sent;
-            c->last_active = monotonic_seconds();
+            mark_active(table, c);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return 0;
         } else if (errno != EINTR) {
@@ -274,9 +354,30 @@ static int write_output(struct connection_table *table, struct connection *c)
             return -1;
         }
     }
-    /* All sent: the next read starts at the front again.  The buffer stays
-     * until the client leaves (only the pages it touched cost memory). */
-    c->output_start = c->output_end = 0;
+    return 0;
+}
+
+/* After reading and sending: what the socket would not take must outlive
+ * the table's input buffer, which the next client reads into, so it moves
+ * into an output buffer of c's own; a client owed nothing keeps no buffer.
+ * Returns -1 if it closed c (out of memory). */
+static int keep_owed(struct connection_table *table, struct connection *c)
+{
+    size_t owed = output_owed(c);
+    if (owed == 0) {
+        free(c->output);
+        c->output = NULL;
+        c->output_start = c->output_end = 0;
+    } else if (c->output == NULL) {
+        c->output = malloc(OUTPUT_LIMIT);
+        if (c->output == NULL) {
+            close_on_error(table, c, ENOMEM);
+            return -1;
+        }
+        memcpy(c->output, table->input + c->output_start, owed);
+        c->output_start = 0;
+        c->output_end = owed;
+    }
     return 0;
 }
 
@@ -303,6 +404,8 @@ void connection_handle(struct connection_table *table, struct connection *c,
      * we just read, which saves a trip round the loop. */
     if (output_owed(c) > 0 && write_output(table, c) == -1)
         return;
+    if (keep_owed(table, c) == -1)
+        return;
     if (c->input_ended && output_owed(c) == 0)
         connection_close(table, c, "client closed");
 }
@@ -315,28 +418,21 @@ int connections_expire(struct connection_table *table)
     if (table->accept_paused_until > now)
         next_due = table->accept_paused_until;
 
-    if (table->idle_timeout > 0 && table->next_idle_check != 0
-        && now >= table->next_idle_check) {
-        /* Only when the earliest deadline may have come: activity only
-         * pushes deadlines later, so the scan is rare. */
-        table->next_idle_check = 0;
-        for (int i = 0; i < table->max_clients; i++) {
-            struct connection *c = &table->slots[i];
-            if (c->fd == -1)
-                continue;
-            double deadline = c->last_active + table->idle_timeout;
-            if (deadline <= now) {
-                char reason[64];
-                snprintf(reason, sizeof reason, "idle for %g s", table->idle_timeout);
-                connection_close(table, c, reason);
-            } else if (table->next_idle_check == 0 || deadline < table->next_idle_check) {
-                table->next_idle_check = deadline;
-            }
+    if (table->idle_timeout > 0) {
+        /* The list is ordered by last activity: the idle clients are at its
+         * front, and the first one still active says when to look again. */
+        while (table->oldest != NULL
+               && table->oldest->last_active + table->idle_timeout <= now) {
+            char reason[64];
+            snprintf(reason, sizeof reason, "idle for %g s", table->idle_timeout);
+            connection_close(table, table->oldest, reason);
+        }
+        if (table->oldest != NULL) {
+            double deadline = table->oldest->last_active + table->idle_timeout;
+            if (next_due == 0 || deadline < next_due)
+                next_due = deadline;
         }
     }
-    if (table->idle_timeout > 0 && table->next_idle_check != 0
-        && (next_due == 0 || table->next_idle_check < next_due))
-        next_due = table->next_idle_check;
 
     if (next_due == 0)
         return -1;

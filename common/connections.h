@@ -6,10 +6,17 @@
  * and it is the hard part, so it lives here:
  *
  *   - a table of at most max_clients connections, each with a non-blocking
- *     socket, its peer's address as text, the time it last moved a byte, and
- *     a bounded output buffer: the bytes read from the client and not yet
- *     echoed back.  For an echo server that buffer is also the read buffer:
- *     read() lands straight in its free end, write() takes from its front.
+ *     socket, its peer's address as text, and the time it last moved a
+ *     byte.  Clients are kept in one list ordered by that time, least
+ *     recently active first, so the idle timeout looks only at the front of
+ *     it; a slot given back by a client that left goes on a free list for the
+ *     next one.  No step of it costs more with 10,000 clients than with 10.
+ *   - buffers only where bytes wait: every read lands in one input buffer of
+ *     the table's, and is echoed from there at once.  Only what the socket
+ *     would not take (the client reads slowly) moves into a bounded output
+ *     buffer of that client's own, given back once it is all sent.  An echo
+ *     server that keeps nothing for a client it owes nothing holds 10,000
+ *     idle clients in about a megabyte.
  *   - accepting every client waiting on a non-blocking listening socket.  The
  *     one over max_clients is sent one line and closed.  Temporary accept()
  *     failures never end the server: ECONNABORTED and the other errors
@@ -42,7 +49,7 @@
  *     while (!stop_requested()) {
  *         int timeout_ms = connections_expire(&table);   // idle clients go
  *         ... watch listen_fd for reading if connections_accepting(&table),
- *         ... and each slot with fd != -1 for connection_wants(slot) ...
+ *         ... and each client, table.oldest to ->newer, for connection_wants(c) ...
  *         ... and stop_signal_fd() for reading, if the wait has no bound ...
  *         ... wait up to timeout_ms ...
  *         ... listening socket readable:
@@ -56,7 +63,8 @@
  *
  * Slots never move: a closed slot just gets fd -1 and may be reused by the
  * next accept, so a loop over the ready sockets is never disturbed by one
- * that closes.  Closing a descriptor removes it from an epoll set by itself
+ * that closes (a copy of the list, such as poll()'s array, stays valid; the
+ * list itself changes order as clients move bytes).  Closing a descriptor removes it from an epoll set by itself
  * only when it is the last descriptor for that socket (man 7 epoll, Q6):
  * nothing here dup()s or fork()s, so it is; after either, EPOLL_CTL_DEL first.
  */
@@ -81,22 +89,28 @@ enum connection_ready {
 
 struct connection {
     int fd;                          /* -1 while this slot is free */
-    char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
-    char *output;                    /* OUTPUT_LIMIT bytes, from its first read */
-    size_t output_start;             /* owed bytes are output[start..end) */
-    size_t output_end;
-    bool input_ended;                /* the client shut its write side (read gave 0) */
-    double last_active;              /* monotonic_seconds() of the last byte moved */
     unsigned watched;                /* free for the step: what its poller was last told */
+    bool input_ended;                /* the client shut its write side (read gave 0) */
+    char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
+    char *output;                    /* OUTPUT_LIMIT bytes while output is owed, else NULL */
+    size_t output_start;             /* owed bytes are output[start..end) (or, during */
+    size_t output_end;               /* connection_handle, the table's input buffer's) */
+    double last_active;              /* monotonic_seconds() of the last byte moved */
+    struct connection *older;        /* the table's clients, least recently active */
+    struct connection *newer;        /* first; a free slot's `newer`: the next free */
 };
 
 struct connection_table {
-    struct connection *slots;        /* max_clients of them */
+    struct connection *oldest;       /* the clients, by last activity: walk ->newer */
+    struct connection *newest;
+    int count;                       /* clients in the list */
     int max_clients;
-    int count;                       /* slots in use */
+    struct connection *slots;        /* max_clients of them; only used ones are touched */
+    int slots_used;                  /* slots[0..slots_used) have held a client */
+    struct connection *free_slots;   /* slots given back, linked by ->newer */
+    char *input;                     /* OUTPUT_LIMIT bytes: where every read lands */
     bool quiet;                      /* no line per connection */
     double idle_timeout;             /* seconds; 0: never */
-    double next_idle_check;          /* no client can be idle too long before this */
     double accept_paused_until;      /* after accept() failed and the spare could not help */
     int spare_fd;                    /* held open to be given up on EMFILE; -1 if none */
 };
@@ -114,7 +128,8 @@ int connections_init(struct connection_table *table, const struct server_args *a
 /* Closes every client, logging "closed PEER: reason" for each. */
 void connections_close_all(struct connection_table *table, const char *reason);
 
-/* Closes whatever clients are left and the spare, and frees the slots. */
+/* Closes whatever clients are left and the spare, and frees the slots and
+ * the input buffer. */
 void connections_free(struct connection_table *table);
 
 /* False for a moment after accept() failed in a way the spare descriptor
@@ -122,7 +137,7 @@ void connections_free(struct connection_table *table);
  * (connections_expire's timeout says when to look again). */
 bool connections_accepting(const struct connection_table *table);
 
-/* The next waiting client, accepted, made non-blocking, logged, in a slot;
+/* The next waiting client, accepted non-blocking, logged, in a slot;
  * NULL once nobody is waiting (or accepting is paused).  Clients over
  * max_clients and temporary failures are dealt with inside: call it in a
  * loop until NULL. */
@@ -133,8 +148,9 @@ struct connection *connection_accept(struct connection_table *table, int listen_
 unsigned connection_wants(const struct connection *c);
 
 /* Does what the socket is ready for (an or of enum connection_ready): reads
- * into the output buffer, sends what it can, and closes the connection when
- * it is over (then c->fd == -1).  A spurious event is harmless. */
+ * what has arrived, sends what the socket takes, keeps the rest, and closes
+ * the connection when it is over (then c->fd == -1).  A spurious event is
+ * harmless. */
 void connection_handle(struct connection_table *table, struct connection *c,
                        unsigned ready);
 

@@ -338,6 +338,15 @@ def cpu_seconds(pid):
 
 # -- strace ------------------------------------------------------------------
 
+def resident_kib(pid):
+    """The process's resident memory in KiB (VmRSS in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
 def strace_prefix(*options):
     """A prefix for Program.start: run the program under strace (skips the
     test where strace is not installed).  Stop the program itself, not

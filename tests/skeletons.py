@@ -20,6 +20,7 @@ that says what to write and which manual page to read.
 """
 
 import os
+import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,7 +136,7 @@ Read: man 2 poll.  Then replace the placeholder line below.""",
                  keep=f'        int ready = {_todo("step 6: poll(), in main.c")};   /* placeholder */\n'),
         ],
         "common/connections.c": [
-            _cut("""        int fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
+            _cut("""        int fd = accept_client(listen_fd, &peer, &peer_len);
         if (fd == -1) {
             int errnum = errno;
             if (errnum == EAGAIN || errnum == EWOULDBLOCK || errnum == EINTR)
@@ -144,50 +145,50 @@ Read: man 2 poll.  Then replace the placeholder line below.""",
                  """TODO step 6, idea 1: accept without waiting.  The listening socket is
 non-blocking (main.c made it so), so accept() never waits: with nobody
 in the queue it fails with EAGAIN (or EWOULDBLOCK: the same on Linux).
-Call accept() as step 5 did, keeping the descriptor in fd.  When it
-fails (fd == -1), keep errno in errnum, and return NULL if errnum says
+Call accept_client(listen_fd, &peer, &peer_len) (above: accept(), with
+the new socket made non-blocking too: idea 2), keeping the descriptor in
+fd.  When it fails (fd == -1), keep errno in errnum, and return NULL if errnum says
 nobody is waiting (EAGAIN, EWOULDBLOCK) or a signal came (EINTR): the
 loop calls this function until it returns NULL, so that ends one round
 of accepting.  Any other errnum falls through to the code below.
 Read: man 2 accept (EAGAIN, and "Error handling").
 Then replace the three placeholder lines below.""",
                  keep=f'        int fd = {_todo("step 6, idea 1: accept() in connection_accept()")};\n'
+                      '        (void)accept_client;                   /* placeholder */\n'
                       '        if (fd == -1) {                        /* placeholder */\n'
                       '            int errnum = errno;                /* placeholder */\n',
                  caught_by="test_many_clients_at_once and local",
                  says=r"TODO step 6, idea 1"),
-            _cut("""        if (set_nonblocking(fd) == -1) {
-            /* A blocking client socket could stall every other client. */
-            fprintf(stderr, "fcntl O_NONBLOCK %s: %s\\n", peer_text, strerror(errno));
-            close(fd);
-            continue;
-        }
+            _cut("""    return accept4(listen_fd, (struct sockaddr *)peer, peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 """,
                  """TODO step 6, idea 2: the client's socket must never wait either.  A
 socket accept() returns is blocking, whatever the listening socket is,
 and one read() on it that waits for a silent client would stop every
-other client and the whole frame.  Make fd non-blocking with
-set_nonblocking() (above in this file: fcntl F_SETFL O_NONBLOCK).  If
-that fails (-1), print why to stderr, close fd and `continue`.
-Read: man 2 fcntl (O_NONBLOCK), man 7 socket.""",
+other client and the whole frame.  accept4() is accept() with a fourth
+argument, flags for the new socket: SOCK_NONBLOCK makes it non-blocking
+in the same system call (no fcntl() after it), and SOCK_CLOEXEC keeps it
+from leaking into any program we might exec.  Return what accept4()
+returns, with both flags.
+Read: man 2 accept (accept4), man 7 socket.
+Then replace the placeholder line below.""",
+                 keep="    return accept(listen_fd, (struct sockaddr *)peer, peer_len);   /* placeholder: blocking */\n",
                  caught_by="test_frame_loop_never_waits_for_a_silent_or_stuck_client",
                  says=r"silent|stuck|froze|waited"),
-            _cut("""    if (c->output == NULL && (c->output = malloc(OUTPUT_LIMIT)) == NULL) {
-        close_on_error(table, c, ENOMEM);
-        return -1;
-    }
+            _cut("""    char *buffer = owed_buffer(table, c);
     while (!c->input_ended && output_owed(c) < OUTPUT_LIMIT) {
         if (c->output_end == OUTPUT_LIMIT) {
             /* Room only at the front: slide the owed bytes down. */
-            memmove(c->output, c->output + c->output_start, output_owed(c));
+            memmove(buffer, buffer + c->output_start, output_owed(c));
             c->output_end -= c->output_start;
             c->output_start = 0;
         }
-        ssize_t received = read(c->fd, c->output + c->output_end,
-                                OUTPUT_LIMIT - c->output_end);
+        size_t room = OUTPUT_LIMIT - c->output_end;
+        ssize_t received = read(c->fd, buffer + c->output_end, room);
         if (received > 0) {
             c->output_end += (size_t)received;
-            c->last_active = monotonic_seconds();
+            mark_active(table, c);
+            if ((size_t)received < room)
+                return 0;   /* it gave all it had: skip the read that says EAGAIN */
         } else if (received == 0) {
             c->input_ended = true;     /* closed, or half-closed: we still owe it */
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -199,16 +200,22 @@ Read: man 2 fcntl (O_NONBLOCK), man 7 socket.""",
     }
     return 0;
 """,
-                 """TODO step 6, idea 3: read what has arrived, into the client's buffer.
-The buffer is c->output: OUTPUT_LIMIT bytes, allocated (malloc) on the
-first read, never before: a client that never sends costs no buffer.
-The bytes owed to the client are c->output[output_start..output_end);
-read() appends at output_end.  When output_end reaches OUTPUT_LIMIT
-but output_start is past 0, slide the owed bytes to the front first
-(memmove).  Then loop, while the client's input has not ended and the
-buffer is not full (output_owed(c) < OUTPUT_LIMIT):
-  read() > 0   the bytes are in: move output_end, and set
-               c->last_active = monotonic_seconds();
+                 """TODO step 6, idea 3: read what has arrived.
+The bytes go to buffer = owed_buffer(table, c): while c is owed nothing
+that is the table's input buffer, shared by every client (the echo is
+sent from it at once, and keep_owed() moves what the socket would not
+take into a buffer of c's own); else it is c->output.  Either way it
+has OUTPUT_LIMIT bytes, and the bytes owed to the client are
+buffer[output_start..output_end): read() appends at output_end.  When
+output_end reaches OUTPUT_LIMIT but output_start is past 0, slide the
+owed bytes to the front first (memmove).  Then loop, while the client's
+input has not ended and the buffer is not full (output_owed(c) <
+OUTPUT_LIMIT):
+  read() > 0   the bytes are in: move output_end and call
+               mark_active(table, c) (the idle timeout counts from it).
+               If read() gave fewer bytes than there was room for, the
+               socket is empty: you may return 0 at once and save the
+               read() that would only say EAGAIN;
   read() == 0  the client will send no more (it closed, or only shut
                its sending side): set c->input_ended, but keep c: we
                may still owe it bytes;
@@ -216,22 +223,20 @@ buffer is not full (output_owed(c) < OUTPUT_LIMIT):
   -1, EINTR    a signal: just read again;
   -1, other    (ECONNRESET: the client reset) close_on_error(table, c,
                errno) and return -1.
-malloc failing: close_on_error(table, c, ENOMEM), return -1.
 Read: man 2 read (RETURN VALUE), man 7 tcp (ECONNRESET).
 Then replace the placeholder lines below.""",
-                 keep=f'    (void)table;                               /* placeholder */\n'
+                 keep=f'    (void)owed_buffer;                         /* placeholder */\n'
+                      f'    (void)mark_active;                         /* placeholder */\n'
+                      f'    (void)table;                               /* placeholder */\n'
                       f'    (void)c;                                   /* placeholder */\n'
                       f'    return {_todo("step 6, idea 3: read_input() in connections.c")};\n',
                  caught_by="test_many_clients_at_once and local",
                  says=r"TODO step 6, idea 3",
-                 wrong="""    if (c->output == NULL && (c->output = malloc(OUTPUT_LIMIT)) == NULL) {
-        close_on_error(table, c, ENOMEM);
-        return -1;
-    }
-    ssize_t received = read(c->fd, c->output + c->output_end, OUTPUT_LIMIT - c->output_end);
+                 wrong="""    char *buffer = owed_buffer(table, c);
+    ssize_t received = read(c->fd, buffer + c->output_end, OUTPUT_LIMIT - c->output_end);
     if (received > 0) {
         c->output_end += (size_t)received;
-        c->last_active = monotonic_seconds();
+        mark_active(table, c);
     } else if (received == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
         close_on_error(table, c, errno);
         return -1;
@@ -240,13 +245,14 @@ Then replace the placeholder lines below.""",
 """,
                  wrong_says=r"read\(\) return(ed|ing) 0",
                  wrong_caught_by="test_disconnect_half_close and local"),
-            _cut("""    while (output_owed(c) > 0) {
+            _cut("""    const char *buffer = owed_buffer(table, c);
+    while (output_owed(c) > 0) {
         /* MSG_NOSIGNAL: a vanished client gives EPIPE, not a fatal SIGPIPE. */
-        ssize_t sent = send(c->fd, c->output + c->output_start, output_owed(c),
+        ssize_t sent = send(c->fd, buffer + c->output_start, output_owed(c),
                             MSG_NOSIGNAL);
         if (sent >= 0) {
             c->output_start += (size_t)sent;
-            c->last_active = monotonic_seconds();
+            mark_active(table, c);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return 0;
         } else if (errno != EINTR) {
@@ -256,13 +262,15 @@ Then replace the placeholder lines below.""",
     }
 """,
                  """TODO step 6, idea 4: send what the socket takes, keep the rest.
-The bytes owed are c->output[output_start..output_end), output_owed(c)
-of them.  Loop while any are owed: send() them with flags MSG_NOSIGNAL
+The bytes owed are buffer[output_start..output_end), output_owed(c) of
+them, in buffer = owed_buffer(table, c) (see idea 3).  Loop while any
+are owed: send() them with flags MSG_NOSIGNAL
 (a client that has gone then gives EPIPE instead of SIGPIPE, whose
 default action would kill the whole server: man 2 send).
   send() >= 0  it may have taken FEWER bytes than you gave it (a partial
                write: its buffer is full): move output_start past what
-               it took, set c->last_active, and loop for the rest;
+               it took, call mark_active(table, c), and loop for the
+               rest;
   -1, EAGAIN or EWOULDBLOCK   the socket's buffer is full: return 0 and
                keep the rest for later (poll() says POLLOUT when there
                is room; connection_wants() asks for it);
@@ -275,12 +283,13 @@ Read: man 2 send.  Then delete the placeholder lines below.""",
                       f'        return {_todo("step 6, idea 4: write_output() in connections.c")};\n',
                  caught_by="test_many_clients_at_once and local",
                  says=r"TODO step 6, idea 4",
-                 wrong="""    ssize_t sent = send(c->fd, c->output + c->output_start, output_owed(c), MSG_NOSIGNAL);
+                 wrong="""    const char *buffer = owed_buffer(table, c);
+    ssize_t sent = send(c->fd, buffer + c->output_start, output_owed(c), MSG_NOSIGNAL);
     if (sent == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
         close_on_error(table, c, errno);
         return -1;
     }
-    /* wrong: what send() did not take is dropped by the reset below */
+    c->output_start = c->output_end;   /* wrong: what send() did not take is dropped */
 """,
                  wrong_says=r"took only part",
                  wrong_caught_by="test_large_transfer and local"),
@@ -434,33 +443,40 @@ Then replace the placeholder lines below.""",
                  wrong="    (void)table; (void)listen_fd; (void)errnum;\n"
                        "    return -1;   /* wrong: no spare: accepting just pauses */\n",
                  wrong_says=r"refused|spare"),
-            _cut("""        table->next_idle_check = 0;
-        for (int i = 0; i < table->max_clients; i++) {
-            struct connection *c = &table->slots[i];
-            if (c->fd == -1)
-                continue;
-            double deadline = c->last_active + table->idle_timeout;
-            if (deadline <= now) {
-                char reason[64];
-                snprintf(reason, sizeof reason, "idle for %g s", table->idle_timeout);
-                connection_close(table, c, reason);
-            } else if (table->next_idle_check == 0 || deadline < table->next_idle_check) {
-                table->next_idle_check = deadline;
-            }
+            _cut("""        while (table->oldest != NULL
+               && table->oldest->last_active + table->idle_timeout <= now) {
+            char reason[64];
+            snprintf(reason, sizeof reason, "idle for %g s", table->idle_timeout);
+            connection_close(table, table->oldest, reason);
+        }
+        if (table->oldest != NULL) {
+            double deadline = table->oldest->last_active + table->idle_timeout;
+            if (next_due == 0 || deadline < next_due)
+                next_due = deadline;
         }
 """,
-                 """TODO step 8, idea 10: the idle timeout.  The earliest moment a client
-could have been idle for table->idle_timeout seconds has come.  Look at
-every client in use (fd != -1): one whose last_active is idle_timeout
-or more before `now` is closed with connection_close(table, c, reason),
-the reason "idle for T s" (T printed with %g).  Also find when the next
-check is due: set table->next_idle_check to the earliest deadline
-(last_active + idle_timeout) among those that stay, or 0 if none does.
+                 """TODO step 8, idea 10: the idle timeout, without looking at every
+client.  The table lists its clients least recently active first:
+table->oldest, then each one's ->newer (mark_active() moves a client to
+the end each time it moves a byte).  So the idle ones are at the front:
+close them from there, while the oldest one's last_active is
+idle_timeout or more before `now`, with connection_close(table, c,
+reason), the reason "idle for T s" (T = table->idle_timeout, printed
+with %g).  Stop at the first that is not idle: all after it moved a
+byte later.  Then, if a client is left, the oldest one's deadline
+(last_active + idle_timeout) is when to look again: make it next_due if
+next_due is 0 (nothing due yet) or later.  10,000 clients cost no more
+than 10 here.
 Then replace the placeholder line below.""",
                  keep=f'        (void){_todo("step 8, idea 10: the idle timeout, in connections_expire()")};\n',
                  caught_by="test_idle_client_is_closed",
                  says=r"TODO step 8, idea 10",
-                 wrong="        table->next_idle_check = 0;   /* wrong: checked, but nobody is ever closed */\n",
+                 wrong="""        if (table->oldest != NULL) {   /* wrong: says when to look again, closes nobody */
+            double deadline = table->oldest->last_active + table->idle_timeout;
+            if (next_due == 0 || deadline < next_due)
+                next_due = deadline;
+        }
+""",
                  wrong_says=r"idle"),
         ],
     },
@@ -477,10 +493,15 @@ def _comment(text, indent):
 BANNER_END = " * --- the course's code starts below ---\n */\n"
 
 
-def banner(step, name, reference):
+def banner(step, name, reference, code=""):
     """The lines above a skeleton: whose file it is, and the placeholder
     helper.  A static inline function costs no warning when unused, so the
-    file still builds with -Werror once every placeholder is gone."""
+    file still builds with -Werror once every placeholder is gone.  The
+    helper's #includes come before the course's code, so they get the
+    feature-test macros `code` defines first (#define _GNU_SOURCE, for
+    accept4), repeated here; an identical second #define is allowed."""
+    features = "".join(line + "\n" for line in code.splitlines()
+                       if re.fullmatch(r"#define _[A-Z0-9_]+_SOURCE\b.*", line))
     return (f"/*\n"
             f" * YOUR VERSION of {reference}, for step {step}: workspace/{step}/{name}\n"
             f" *\n"
@@ -490,6 +511,7 @@ def banner(step, name, reference):
             f" *     make check STEP={step}\n"
             f" * The reference solution is {reference}: try before you peek.\n"
             f" */\n"
+            + features +
             f"#include <stdio.h>\n"
             f"#include <stdlib.h>\n"
             f"static inline int todo_not_written(const char *file, int line, const char *what)\n"
@@ -583,7 +605,7 @@ def step_sources(step, only=None, wrong=False, carry_from=None):
                 else:
                     notes.append(f"your {os.path.relpath(earlier, ROOT)} is carried forward, "
                                  "with this step's TODOs cut out of it")
-                    sources[short] = banner(step, short, origin) + carried
+                    sources[short] = banner(step, short, origin, carried) + carried
                     continue
         if only is not None:
             if only[0] != name:
@@ -592,7 +614,7 @@ def step_sources(step, only=None, wrong=False, carry_from=None):
             text = apply_cuts(text, cuts, origin, only=only[1], wrong=wrong)
         else:
             text = apply_cuts(text, cuts, origin)
-        sources[short] = banner(step, short, origin) + text
+        sources[short] = banner(step, short, origin, text) + text
     return sources, notes
 
 

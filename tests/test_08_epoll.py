@@ -21,6 +21,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import resource
 import select
 import selectors
@@ -34,7 +35,8 @@ import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
 from programs import (CONNECTED, ROOT, Program, connect, cpu_seconds, explain,
-                      receive_until_eof, recv_exactly, send_until_stalled)
+                      receive_until_eof, recv_exactly, resident_kib, send_until_stalled,
+                      strace_prefix, traced_child)
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -44,6 +46,11 @@ BACKLOG = 1024           # room for a batch in the accept queue
 SPARE_FDS = 200          # what pytest, the lab and the server need besides
 PHASE_SECONDS = 60       # each phase (connect, accept, echo, close) must finish in this
 MEASURE_SECONDS = 0.5    # the window in which a server's CPU time is measured
+# What 10,000 idle clients may add to the server's resident memory (its own
+# memory: the kernel's socket buffers are not counted in VmRSS).  A slot is
+# 128 bytes; a client owed nothing holds no buffer.  Step 8 once kept a
+# 64 KiB buffer per client from its first byte: 4 KiB per client, 40 MiB.
+IDLE_MEMORY_KIB = 4 * 1024
 
 
 @pytest.fixture
@@ -198,6 +205,7 @@ def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_
             f"its limit is {max_open_files(server.pid)} (/proc/{server.pid}/limits)",
             "the test raised its own soft limit before starting the server, which inherits it")
         before = sockets_held(server.pid)
+        resident_before = resident_kib(server.pid)
         where = f"{FROM_REMOTE_EVERY - 1} in {FROM_REMOTE_EVERY} from loopback, the rest from " \
                 f"the other computer ({REMOTE_V4})" if lab.remote else "from loopback"
         sockets, failures = open_connections(lab, server.port, CONNECTIONS, PHASE_SECONDS)
@@ -229,6 +237,14 @@ def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_
                 f"{len(failures)}+ did not, first: {failures[:3]}",
                 "a stale epoll event used for a reused descriptor, a client table that "
                 "mixes up slots, or a buffer shared between clients")
+            added = resident_kib(server.pid) - resident_before
+            assert added < IDLE_MEMORY_KIB, explain(
+                STEP, command, f"{CONNECTIONS} clients, each echoed once and now idle, add less "
+                f"than {IDLE_MEMORY_KIB // 1024} MiB to the server's resident memory "
+                f"(VmRSS, /proc/{server.pid}/status)",
+                f"they added {added} KiB, {added * 1024 // CONNECTIONS} bytes per client",
+                "a buffer kept for every client, even one owed nothing, or a table whose "
+                "every slot is touched up front")
             held = sockets_held(server.pid)
             assert held == before + CONNECTIONS, explain(
                 STEP, command, "the server still holds every connection after echoing",
@@ -247,6 +263,65 @@ def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_
             "a descriptor not closed when its client hung up (EPOLLHUP/EPOLLRDHUP or "
             "read() == 0 not handled)")
 
+
+
+ROUND_TRIPS = 200   # one client's 64-byte echoes, one after the other, under strace
+ECHO_CALLS = "read,recvfrom,readv,write,sendto,sendmsg,writev,epoll_wait,epoll_ctl,fcntl"
+
+
+def test_a_round_trip_costs_one_wait_one_read_and_one_send(program, lab, tmp_path):
+    # What libuv's loop makes per echo, and the fewest a readiness loop can:
+    # epoll_wait says the socket is readable, one read() takes the message
+    # (it returned less than there was room for, so the socket is empty: no
+    # second read() to hear EAGAIN), one send() echoes it; nothing to tell
+    # the kernel (no epoll_ctl), no fcntl: accept4() made the socket
+    # non-blocking when it was accepted.
+    log = str(tmp_path / "strace.log")
+    prefix = strace_prefix("-o", log, "-e", f"trace=accept,accept4,{ECHO_CALLS}")
+    with program(STEP).start("--quiet", "127.0.0.1", 0, prefix=prefix) as server:
+        outcome, client = connect(lab, server.host, server.port)
+        assert outcome == CONNECTED, explain(STEP, server.command, "a client connects", outcome)
+        with client:
+            client.settimeout(5)
+            for trip in range(ROUND_TRIPS):
+                message = b"%063d" % trip
+                client.sendall(message)
+                echoed = b""
+                while len(echoed) < len(message):
+                    chunk = client.recv(len(message) - len(echoed))
+                    assert chunk, explain(STEP, server.command, f"echo {trip} comes back",
+                                          f"end of file after {len(echoed)} bytes")
+                    echoed += chunk
+                assert echoed == message, explain(STEP, server.command, f"echo {trip} comes back",
+                                                  f"{echoed!r} came back for {message!r}")
+        os.kill(traced_child(server.pid), signal.SIGTERM)
+        server.stop()
+    with open(log) as f:
+        # "accept4(3, {sa_family=AF_INET, ...}, ...) = 5": (name, first argument, result)
+        calls = [(call.group(1), call.group(2), result.group(1) if result else None)
+                 for line in f
+                 for call, result in [(re.match(r"(\w+)\((\d*)", line),
+                                       re.search(r"\) += (-?\d+)", line))]
+                 if call]
+    accepts = [(name, result) for name, _, result in calls if name in ("accept", "accept4")]
+    assert accepts[:1] and accepts[0][0] == "accept4", explain(
+        STEP, server.command, "the client is accepted with accept4() (non-blocking at once)",
+        f"strace shows {[name for name, _ in accepts[:3]]}",
+        "accept() then fcntl() is two more system calls per client")
+    client_fd = accepts[0][1]
+    # From the accept on: the loop's waits, and every call on the client's
+    # socket (not the start-up's reads of /proc, the sanitizer build's own).
+    after_accept = calls[calls.index(next(c for c in calls if c[0] == "accept4")) + 1:]
+    echo_calls = [name for name, fd, _ in after_accept
+                  if name.startswith("epoll_wait") or fd == client_fd or name == "fcntl"]
+    counts = {name: echo_calls.count(name) for name in sorted(set(echo_calls))}
+    # A few calls belong to start-up and shut-down, not to the round trips.
+    assert len(echo_calls) <= 3 * ROUND_TRIPS + 20, explain(
+        STEP, server.command, f"{ROUND_TRIPS} round trips cost about 3 system calls each "
+        "(epoll_wait, read, send), as in libuv",
+        f"{len(echo_calls)} calls, {len(echo_calls) / ROUND_TRIPS:.2f} per round trip: {counts}",
+        "a read() until EAGAIN after a read that already emptied the socket, an fcntl() per "
+        "client, or an epoll_ctl() per event")
 
 
 def test_a_client_that_stops_reading_does_not_make_the_server_spin(program, lab):

@@ -30,8 +30,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, strace_prefix,
-                      traced_child)
+from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, resident_kib,
+                      strace_prefix, traced_child)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
@@ -178,14 +178,6 @@ class BackgroundSender:
         self.thread.join(timeout=5)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
-
-
 # -- many clients, one echo each --------------------------------------------
 
 def test_many_clients_at_once_each_get_their_own_bytes(step, program, lab, where):
@@ -258,7 +250,7 @@ def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
         client = open_client(lab, server, where, receive_buffer=32 * 1024, timeout=10)
         with client:
             echo(server, client, b"warm up", "the client")
-            baseline = rss_kib(server.pid)
+            baseline = resident_kib(server.pid)
             peak = baseline
 
             sender = BackgroundSender(client, payload)
@@ -266,7 +258,7 @@ def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
             # server stopped reading) or done.  Whatever the server holds now
             # is the most it will ever hold for us.
             stalled_at = sender.wait_until_done_or_stuck()
-            peak = max(peak, rss_kib(server.pid))
+            peak = max(peak, resident_kib(server.pid))
 
             received = bytearray()
             deadline = time.monotonic() + 20
@@ -279,7 +271,7 @@ def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
                     break
                 received += chunk
                 if len(received) % (1024 * 1024) < len(chunk):
-                    peak = max(peak, rss_kib(server.pid))
+                    peak = max(peak, resident_kib(server.pid))
             sender.join()
             rest, eof = recv_until_eof(client, timeout=5)
 

@@ -70,8 +70,9 @@ def test_reference_passes_the_same_check(step, tmp_path, build_dirs, steps_dir):
     for name in skeletons.LESSONS[step]:
         if "/" in name:
             short = os.path.basename(name)
+            reference = skeletons.read_reference(step, name)
             (workspace / step / short).write_text(
-                skeletons.banner(step, short, name) + skeletons.read_reference(step, name))
+                skeletons.banner(step, short, name, reference) + reference)
     checked, command = workspace_command(
         "check", step, "--workspace", str(workspace), "--build", build_dirs["reference"],
         "--reference", os.path.abspath(steps_dir))
@@ -214,7 +215,7 @@ def test_a_finished_common_file_is_carried_to_the_next_step(tmp_path):
     # "Finished": the course's code in every TODO's place, plus a mark of the learner's.
     finished = skeletons.read_reference(first, shared).replace(
         "\n", "\n/* written by the learner */\n", 1)
-    mine.write_text(skeletons.banner(first, short, shared) + finished)
+    mine.write_text(skeletons.banner(first, short, shared, finished) + finished)
     carried, command = workspace_command("new", second, "--workspace", str(tmp_path))
     text = (tmp_path / second / short).read_text()
     assert "is carried forward" in carried.stdout and "written by the learner" in text \

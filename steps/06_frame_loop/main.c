@@ -176,10 +176,7 @@ int main(int argc, char **argv)
             fds[l].revents = 0;
         }
         nfds_t count = first_client;
-        for (int i = 0; i < table.max_clients; i++) {
-            struct connection *c = &table.slots[i];
-            if (c->fd == -1)
-                continue;
+        for (struct connection *c = table.oldest; c != NULL; c = c->newer) {
             fds[count].fd = c->fd;
             fds[count].events = poll_events(connection_wants(c));
             fds[count].revents = 0;
