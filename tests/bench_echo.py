@@ -89,11 +89,6 @@ DESCRIPTIONS = {
            "completed write (both seen with strace -c): CPU that steps 7 and 8 do not "
            "spend.",
 }
-# A fact of the steps' shared code that the idle workload's memory shows.
-SHARED = ("Steps 6-8 keep a 64 KiB output buffer per client from its first read until it "
-          "leaves (common/connections.c): a 64-byte echo touches one 4 KiB page of it, "
-          "most of what an idle connection costs them in RSS.")
-
 
 def workload_notes(workload):
     """What to keep in mind when reading one workload's table."""
@@ -104,8 +99,6 @@ def workload_notes(workload):
                      "core (a hand-off) or on two cores (a wake-up across cores, slow in "
                      "a virtual machine) changes the rate several times over: most of the "
                      "spread here is that choice, not the server.")
-    if workload.idle:
-        notes.append(SHARED)
     return notes
 
 
