@@ -9,13 +9,12 @@
 #ifndef ECHO_H
 #define ECHO_H
 
-/* liburing.h first: it defines _GNU_SOURCE for the kernel types it uses
- * (cpu_set_t, sigset_t), which works only before any other header. */
-#include <liburing.h>
-
 #include "args.h"
 #include "listeners.h"
 
+/* liburing (Debian: liburing-dev).  Its header defines _GNU_SOURCE for
+ * itself (musl hides cpu_set_t without it); nothing here relies on that. */
+#include <liburing.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -56,10 +56,9 @@
 #error "step 9 uses io_uring, which only Linux has.  Use step 7 (poll) here; make -k builds the other steps."
 #endif
 
-#include "echo.h"       /* first: it includes liburing.h, which must come first */
-
 #include "address.h"
 #include "args.h"
+#include "echo.h"
 #include "listeners.h"
 #include "signals.h"
 
