@@ -448,3 +448,32 @@ def test_make_skips_step_9_in_one_line_without_liburing(tmp_path):
         STEP, f"make -n BUILD={build} {no_library}", "the other steps still build; step 9 is "
         "not compiled", f"exit status {planned.returncode}; stdout {planned.stdout[-1500:]!r}")
 
+
+
+# -- a request holds its socket ---------------------------------------------------
+
+def test_a_stopped_server_leaves_its_port_free_at_once(program, lab):
+    # A request in flight holds its file: close() alone would leave the
+    # listening socket open, its port taken, until the kernel's teardown of
+    # the ring cancelled the multishot accept, some time after the exit.  The
+    # server cancels every request and takes their last completions first.
+    for attempt in range(5):
+        with program(STEP).start("127.0.0.1", 0) as server:
+            port = server.port
+            outcome, client = connect(lab, "127.0.0.1", port)
+            with client:
+                client.sendall(b"x")
+                assert recv_exactly(client, 1) == b"x"
+        # Left the `with`: SIGTERM, and the server has exited with status 0.
+        with lab.socket(socket.AF_INET) as again:
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                again.bind(("127.0.0.1", port))
+                again.listen()
+            except OSError as error:
+                raise AssertionError(explain(
+                    STEP, server.command, "once the server has exited, its port is free: "
+                    "another program can listen on it at once",
+                    f"run {attempt + 1}: bind 127.0.0.1:{port} failed: {error}",
+                    "a multishot accept still in flight holds the listening socket: cancel "
+                    "every request and wait for their completions before exiting")) from None
