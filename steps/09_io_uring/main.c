@@ -35,14 +35,17 @@
  *
  * What step 8 did with a readiness event, we now do with completions:
  * backpressure cancels a client's recv at OUTPUT_LIMIT bytes owed and arms
- * a new one once it drains; a client is freed only when the kernel has
- * posted the last completion of each of its requests, since until then a
- * completion may still name it.
+ * a new one once it drains.  And a request in flight holds its socket,
+ * whatever close() says: a client's requests are cancelled, and it is
+ * closed and freed once their last completions came (until then one may
+ * still name it); at the end every request is cancelled, or the listening
+ * sockets would outlive the server.
  *
- * io_uring is Linux's (5.1 on; multishot recv needs 6.0), and a system may
- * turn it off (sysctl kernel.io_uring_disabled): then this step says so at
- * start and steps 7-8 are the servers to use.  It is built with liburing
- * (Debian: liburing-dev), which the Makefile skips the step without.
+ * io_uring is Linux's, and this step needs Linux 6.0 or later (multishot
+ * recv).  A system may turn io_uring off (sysctl kernel.io_uring_disabled,
+ * Linux 6.6 on): then this step says so at start, and steps 7-8 are the
+ * servers to use.  It is built with liburing 2.2 or later (Debian:
+ * liburing-dev); without it, the Makefile skips this step in one line.
  *
  *     build/09_io_uring --quiet            listening on [::1]:7777
  *                                          listening on 127.0.0.1:7777
@@ -105,7 +108,7 @@ static int ring_init(struct io_uring *ring)
 static void report_no_io_uring(const char *program, int errnum)
 {
     const char *hint = errnum == EPERM ? "; io_uring is turned off here: sysctl kernel.io_uring_disabled"
-                     : errnum == ENOSYS ? "; this kernel has no io_uring (Linux 5.1 or later)"
+                     : errnum == ENOSYS ? "; this kernel has no io_uring"
                      : "";
     fprintf(stderr, "%s: io_uring_queue_init_params: %s (%s)%s\n", program,
             errno_name(errnum), strerror(errnum), hint);
