@@ -601,15 +601,14 @@ void server_close_all(struct server *server, const char *reason)
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     tag(sqe, REQUEST_IGNORED, 0);
     while (requests_outstanding(server)) {
-        struct __kernel_timespec timeout = { .tv_sec = 5 };
-        struct io_uring_cqe *cqe;
-        int ret = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &timeout, NULL);
+        int ret = io_uring_submit_and_wait(&server->ring, 1);
         if (ret == -EINTR)
             continue;
         if (ret < 0) {
-            report_failure("io_uring_submit_and_wait_timeout", -ret);
+            report_failure("io_uring_submit_and_wait", -ret);
             return;
         }
+        struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&server->ring, head, cqe) {
             server_handle(server, cqe);
