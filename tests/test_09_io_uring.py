@@ -477,3 +477,41 @@ def test_a_stopped_server_leaves_its_port_free_at_once(program, lab):
                     f"run {attempt + 1}: bind 127.0.0.1:{port} failed: {error}",
                     "a multishot accept still in flight holds the listening socket: cancel "
                     "every request and wait for their completions before exiting")) from None
+
+
+# -- where io_uring is missing or older ------------------------------------------
+
+def test_io_uring_turned_off_is_one_line_and_exit_status_1(program, lab):
+    # kernel.io_uring_disabled (Linux 6.6) makes io_uring_setup() fail with
+    # EPERM; it is the whole machine's setting, so strace plays the kernel.
+    prefix = strace_prefix("-o", os.devnull, "-e", "trace=io_uring_setup",
+                           "-e", "inject=io_uring_setup:error=EPERM")
+    result = program(STEP).run("127.0.0.1", 0, prefix=prefix)
+    lines = result.stderr.splitlines()
+    command = f"strace -e inject=io_uring_setup:error=EPERM {program(STEP).command(['127.0.0.1', 0])}"
+    assert result.returncode == 1 and len(lines) == 1 and result.stdout == "" \
+        and "io_uring_queue_init_params: EPERM" in lines[0] \
+        and "kernel.io_uring_disabled" in lines[0], explain(
+        STEP, command, "where io_uring is turned off: exit status 1 and one line naming the "
+        "call, the error and the setting to look at", f"exit status {result.returncode}, "
+        f"stdout {result.stdout!r}, stderr {lines!r}")
+
+
+def test_before_linux_6_1_the_ring_is_set_up_without_deferred_work(program, lab):
+    # IORING_SETUP_DEFER_TASKRUN came with Linux 6.1; an older kernel says
+    # EINVAL (man io_uring_setup: "p.flags contains an unsupported flag").
+    # strace makes the first io_uring_setup() say so.
+    prefix = strace_prefix("-o", os.devnull, "-e", "trace=io_uring_setup",
+                           "-e", "inject=io_uring_setup:error=EINVAL:when=1")
+    with program(STEP).start("127.0.0.1", 0, prefix=prefix) as server:
+        outcome, client = connect(lab, "127.0.0.1", server.port)
+        assert outcome == CONNECTED, explain(STEP, server.command, "a client connects", outcome)
+        with client:
+            client.sendall(b"on an older kernel")
+            back = recv_exactly(client, 18)
+        os.kill(traced_child(server.pid), signal.SIGTERM)
+        status = server.stop()
+    assert back == b"on an older kernel" and status == 0, explain(
+        STEP, f"strace -e inject=io_uring_setup:error=EINVAL:when=1 {server.command}",
+        "when io_uring_setup() refuses DEFER_TASKRUN (EINVAL), the server sets the ring up "
+        "without it, echoes, and exits 0", f"echo {back!r}, exit status {status}")
