@@ -54,14 +54,17 @@ $(BUILD)/libcommon.a: $(COMMON_OBJ)
 .SECONDEXPANSION:
 $(BUILD)/%: $$(wildcard steps/%/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
 
 # Your own version of a step: workspace/NN_name/*.c, built the same way into
 # build/workspace/NN_name/NN_name (tests/workspace.py runs make for it).
 WORKSPACE ?= workspace
 $(BUILD)/workspace/%: $$(wildcard $(WORKSPACE)/$$(*D)/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a
+	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
+
+# A step that needs more (a library: LDLIBS) says so in its own build.mk.
+include $(wildcard steps/*/build.mk)
 
 # tcp_server_create() and listeners_open() with their system calls wrapped,
 # so the tests can make each one fail in turn (tests/c/server_create_check.c).

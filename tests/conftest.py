@@ -22,7 +22,7 @@ import os
 import pytest
 
 import lab as lab_module
-from programs import Program
+from programs import Program, why_not_built
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,5 +98,12 @@ def steps_dir(pytestconfig):
 
 @pytest.fixture
 def program(steps_dir):
-    """program("03_bind") -> the Program to run for that step."""
-    return lambda step: Program(steps_dir, step)
+    """program("03_bind") -> the Program to run for that step.  A step that
+    make skipped on this computer (step 9 without liburing) skips the test,
+    saying why."""
+    def program_of(step):
+        reason = why_not_built(steps_dir, step)
+        if reason:
+            pytest.skip(f"{step} was not built: {reason}")
+        return Program(steps_dir, step)
+    return program_of

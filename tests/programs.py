@@ -45,6 +45,17 @@ def explain(step, command, expected, happened, hint=""):
     return "\n".join(lines)
 
 
+def why_not_built(steps_dir, step):
+    """Why make skipped this step, or None: a step whose build needs what this
+    computer lacks (steps/NN_name/build.mk) leaves a note, STEP.skipped,
+    where the program would be ("needs liburing-dev ...")."""
+    note = os.path.join(steps_dir, step + ".skipped")
+    if os.access(os.path.join(steps_dir, step), os.X_OK) or not os.path.exists(note):
+        return None
+    with open(note) as f:
+        return f.read().strip() or "make skipped it"
+
+
 class Program:
     """A step's program in a steps folder: a built binary, or a .lua script."""
 

@@ -34,7 +34,7 @@ def _cut(find, todo, keep="", caught_by=None, says=None, wrong=None, wrong_says=
     """Replace `find` (exact text of the reference, whole lines) with the
     TODO comment, indented like `find`, followed by `keep` (placeholder code).
 
-    For the cuts of Part 2 (steps 6-8), which teach one idea each, also:
+    For the cuts of Part 2 (steps 6-9), which teach one idea each, also:
       caught_by   the tests (a pytest -k expression) that must fail, in plain
                   words, while the TODO is not written;
       says        a regular expression their failure report must match;
@@ -478,6 +478,77 @@ Then replace the placeholder line below.""",
         }
 """,
                  wrong_says=r"idle"),
+        ],
+    },
+    "09_io_uring": {
+        "main.c": [
+            _cut("""        int ret = io_uring_submit_and_wait_timeout(&server.ring, &cqe, 1,
+                                                   wait_seconds < 0 ? NULL : &timeout, NULL);
+""",
+                 """TODO step 9: hand the kernel every request queued since the last turn
+(accepts, recvs, sends, cancels: echo.c queues them with io_uring_get_sqe)
+and sleep until at least one completion is posted, or until the next idle
+deadline -- in ONE system call.  io_uring_submit_and_wait_timeout() does
+both: the ring (&server.ring), where to put the first completion (&cqe),
+how many to wait for (1), the timeout (&timeout, or NULL when
+wait_seconds < 0: no deadline) and a signal mask (NULL).  It returns how
+many requests it submitted, or -errno: -ETIME when the timeout passed,
+-EINTR when a signal came (the check below handles both).
+Read: man io_uring_submit_and_wait_timeout, man 7 io_uring.
+Then replace the two placeholder lines below.""",
+                 keep=f'        int ret = {_todo("step 9: io_uring_submit_and_wait_timeout(), in main.c")};   /* placeholder */\n'
+                      "        (void)timeout; /* placeholder: your call uses it */\n"),
+        ],
+        "echo.c": [
+            _cut("""    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->receiving = c->cancelling = false;   /* this request is over */
+""",
+                 """TODO step 9, idea 11: a multishot request that ends.  One recv request
+posts a completion each time data arrives, with IORING_CQE_F_MORE set in
+cqe->flags while more will come.  A completion WITHOUT it is that
+request's last: after end of input (res 0), an error, our own cancel
+(-ECANCELED, backpressure), an empty pool (-ENOBUFS), or a full
+completion queue.  Then c has no recv any more: set c->receiving and
+c->cancelling to false.  update_receiving() below then arms a new one if
+c still wants to receive, and a closing client can be freed
+(finish_if_done() waits for its last completion: until then the kernel
+may still name it).
+Read: man io_uring_prep_recv_multishot.  Then replace the placeholder lines below.""",
+                 keep="    if (!(cqe->flags & IORING_CQE_F_MORE))     /* placeholder */\n"
+                      f'        (void){_todo("step 9, idea 11: a multishot recv that ended, in on_recv()")};\n',
+                 caught_by="test_disconnect_half_close and local",
+                 says=r"TODO step 9, idea 11",
+                 wrong="    (void)cqe;   /* wrong: a multishot recv is taken to last forever */\n",
+                 wrong_caught_by="test_more_data_at_once",
+                 wrong_says=r"never armed again"),
+            _cut("""    if (c->first_sent == server->pool.length[c->first_buffer]) {
+        uint16_t done = c->first_buffer;
+        c->first_buffer = server->pool.next[done];
+        c->first_sent = 0;
+        give_back(&server->pool, done);   /* its bytes are sent: it may be filled again */
+    }
+""",
+                 """TODO step 9, idea 12: a buffer whose bytes are all sent goes back to
+the pool.  What c is owed is a queue of pool buffers, oldest first:
+c->first_buffer, of which c->first_sent bytes are sent already
+(server->pool.length[bid] bytes were received into buffer bid).  Once
+first_sent reaches that length, the buffer is done: move first_buffer
+on to the next one (server->pool.next[done]), set first_sent to 0, and
+give the buffer back to the ring, give_back(&server->pool, done), so the
+kernel can fill it again.  Forget to, and the pool runs dry after 512
+buffers (2 MiB): every recv then ends with ENOBUFS, and nobody is echoed.
+Read: man io_uring_buf_ring_add.  Then replace the placeholder lines below.""",
+                 keep="    if (c->first_sent == server->pool.length[c->first_buffer])   /* placeholder */\n"
+                      f'        (void){_todo("step 9, idea 12: giving a sent buffer back, in on_send()")};\n',
+                 caught_by="test_interleaved and local",
+                 says=r"TODO step 9, idea 12",
+                 wrong="""    if (c->first_sent == server->pool.length[c->first_buffer]) {
+        c->first_buffer = server->pool.next[c->first_buffer];   /* wrong: never given back */
+        c->first_sent = 0;
+    }
+""",
+                 wrong_caught_by="test_more_data_at_once",
+                 wrong_says=r"given back"),
         ],
     },
 }

@@ -1,7 +1,7 @@
-"""Steps 6-8: echo servers that serve many clients at once, and survive them.
+"""Steps 6-9: echo servers that serve many clients at once, and survive them.
 
 Every test here runs against each Part 2 step that exists under steps/
-(06_frame_loop, 07_poll, 08_epoll), from loopback and, where it says so, from
+(06_frame_loop, 07_poll, 08_epoll, 09_io_uring), from loopback and, where it says so, from
 the other computer.  They check what issue 3 asks of each: every byte comes
 back to the client that sent it, whoever else is talking; memory stays
 bounded when a client reads slowly; closes, half-closes and resets are
@@ -34,7 +34,7 @@ from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, re
                       strace_prefix, traced_child)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
+PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
 STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
 
 # Every byte value, so a server that treats the data as text (stops at a
@@ -415,7 +415,9 @@ def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program
             reset(client)
 
 
-# Step 6 never sleeps longer than a frame: it needs no stop pipe.
+# Step 6 never sleeps longer than a frame: it needs no stop pipe.  Step 9
+# waits in io_uring_enter(), with a poll of the pipe's read end in its ring
+# (test_09_io_uring.py shows the kernel's side of that).
 @pytest.mark.parametrize("step", [step for step in STEPS if step != "06_frame_loop"])
 def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, tmp_path):
     """The self-pipe trick, seen with strace: the SIGTERM handler writes a

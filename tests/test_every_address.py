@@ -1,4 +1,4 @@
-"""Steps 6-8 listen on EVERY address HOST names (common/listeners.h).
+"""Steps 6-9 listen on EVERY address HOST names (common/listeners.h).
 
 Steps 1-5 take the first address that works, as the Lua helper does; under
 the stock /etc/hosts (::1 first) their "localhost" refuses 127.0.0.1.  From
@@ -21,7 +21,7 @@ from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
 from programs import CONNECTED, REFUSED, address_text, connect, explain, recv_exactly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
+PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
 STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
 
 LISTENING = re.compile(r"^listening on (?P<address>\S+)$")

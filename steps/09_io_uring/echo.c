@@ -1,0 +1,630 @@
+/* echo.c -- see echo.h. */
+#include "echo.h"
+
+#include "accept_errors.h"
+#include "address.h"
+#include "connections.h"   /* monotonic_seconds() and OUTPUT_LIMIT only */
+#include "signals.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* How long accepting pauses when accept fails and the spare cannot help. */
+#define ACCEPT_PAUSE_SECONDS 0.5
+
+/* What a request is for: the low 3 bits of its user_data.  The other bits
+ * are its client's address (malloc()'s memory is aligned for any type, so
+ * those 3 bits of it are 0) or its listener's number, shifted past them. */
+enum request { REQUEST_IGNORED, REQUEST_STOP, REQUEST_ACCEPT, REQUEST_RECV, REQUEST_SEND };
+#define REQUEST_BITS 3
+#define REQUEST_MASK ((uint64_t)(1 << REQUEST_BITS) - 1)
+_Static_assert(alignof(max_align_t) >= 1 << REQUEST_BITS, "client addresses keep 3 bits free");
+
+struct client {
+    struct client *older, *newer;    /* the activity list (struct server) */
+    struct client *next_waiting;     /* the queue of clients waiting for buffers */
+    double last_active;              /* monotonic_seconds() of the last byte moved */
+    int fd;
+    unsigned owed;                   /* bytes received and not yet sent back */
+    uint16_t first_buffer;           /* the owed bytes: pool buffers, linked through */
+    uint16_t last_buffer;            /* pool.next[], oldest first */
+    uint16_t first_sent;             /* bytes of first_buffer sent already */
+    bool receiving;                  /* a multishot recv is armed (its last CQE not seen) */
+    bool cancelling;                 /* and we asked the kernel to cancel it */
+    bool sending;                    /* a send is in flight */
+    bool input_ended;                /* recv gave 0: the client sends no more */
+    bool waiting;                    /* in the queue for buffers */
+    bool closing;                    /* closed and logged; freed after its last CQE */
+    char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
+};
+
+void report_failure(const char *call, int errnum)
+{
+    fprintf(stderr, "%s: %s (%s)\n", call, errno_name(errnum), strerror(errnum));
+}
+
+static void fail(const char *call, int errnum)
+{
+    report_failure(call, errnum);
+    exit(1);
+}
+
+static void log_line(const struct server *server, const char *verb, const char *peer,
+                     const char *detail)
+{
+    if (server->quiet)
+        return;
+    printf("%s %s%s\n", verb, peer, detail);
+    fflush(stdout);
+}
+
+/* -- requests ---------------------------------------------------------------- */
+
+/* A free submission queue entry, for the caller to fill in and tag().
+ * Requests wait in the queue for the loop's next
+ * io_uring_submit_and_wait_timeout(); if the queue is full, what it holds
+ * is submitted now, to make room. */
+static struct io_uring_sqe *new_request(struct server *server)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
+    if (sqe == NULL) {
+        int submitted = io_uring_submit(&server->ring);
+        if (submitted < 0)
+            fail("io_uring_submit", -submitted);
+        sqe = io_uring_get_sqe(&server->ring);
+        if (sqe == NULL)
+            fail("io_uring_get_sqe", EBUSY);
+    }
+    return sqe;
+}
+
+/* What the request is for, and whom: its completion will say. */
+static void tag(struct io_uring_sqe *sqe, enum request kind, uintptr_t whom)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);
+}
+
+/* -- the buffer pool ----------------------------------------------------------- */
+
+/* err = "call: ENAME (strerror)"; returns -1. */
+static int set_error(char *err, size_t err_size, const char *call, int errnum)
+{
+    snprintf(err, err_size, "%s: %s (%s)", call, errno_name(errnum), strerror(errnum));
+    return -1;
+}
+
+static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err,
+                      size_t err_size)
+{
+    memset(pool, 0, sizeof *pool);
+    /* The ring of free buffers is memory shared with the kernel: it must
+     * start on a page (man io_uring_register_buf_ring). */
+    long page = sysconf(_SC_PAGESIZE);
+    void *ring_memory;
+    int failed = posix_memalign(&ring_memory, page > 0 ? (size_t)page : 4096,
+                                BUFFER_COUNT * sizeof(struct io_uring_buf));
+    if (failed != 0)
+        return set_error(err, err_size, "posix_memalign", failed);
+    pool->ring = ring_memory;
+    /* The buffers themselves: 2 MiB of address space, in memory only once
+     * the kernel has written into them. */
+    pool->memory = malloc((size_t)BUFFER_COUNT * BUFFER_SIZE);
+    if (pool->memory == NULL) {
+        free(pool->ring);
+        return set_error(err, err_size, "malloc", ENOMEM);
+    }
+    io_uring_buf_ring_init(pool->ring);
+    struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)pool->ring,
+                                    .ring_entries = BUFFER_COUNT,
+                                    .bgid = BUFFER_GROUP };
+    failed = -io_uring_register_buf_ring(ring, &reg, 0);
+    if (failed != 0) {
+        free(pool->memory);
+        free(pool->ring);
+        return set_error(err, err_size, "io_uring_register_buf_ring", failed);
+    }
+    /* Every buffer starts free: in the ring, where the kernel takes them. */
+    for (int bid = 0; bid < BUFFER_COUNT; bid++)
+        io_uring_buf_ring_add(pool->ring, pool->memory + (size_t)bid * BUFFER_SIZE,
+                              BUFFER_SIZE, (unsigned short)bid,
+                              io_uring_buf_ring_mask(BUFFER_COUNT), bid);
+    io_uring_buf_ring_advance(pool->ring, BUFFER_COUNT);
+    return 0;
+}
+
+/* Back into the ring: the kernel may fill it again. */
+static void give_back(struct buffer_pool *pool, uint16_t bid)
+{
+    io_uring_buf_ring_add(pool->ring, pool->memory + (size_t)bid * BUFFER_SIZE,
+                          BUFFER_SIZE, bid, io_uring_buf_ring_mask(BUFFER_COUNT), 0);
+    io_uring_buf_ring_advance(pool->ring, 1);
+    pool->held--;
+}
+
+/* -- the activity list and the queue for buffers ------------------------------ */
+
+static void unlink_activity(struct server *server, struct client *c)
+{
+    *(c->older ? &c->older->newer : &server->least_recent) = c->newer;
+    *(c->newer ? &c->newer->older : &server->most_recent) = c->older;
+    c->older = c->newer = NULL;
+}
+
+static void append_activity(struct server *server, struct client *c)
+{
+    c->older = server->most_recent;
+    *(c->older ? &c->older->newer : &server->least_recent) = c;
+    server->most_recent = c;
+}
+
+/* c moved a byte: it becomes the most recently active. */
+static void touch(struct server *server, struct client *c)
+{
+    c->last_active = monotonic_seconds();
+    if (server->most_recent != c) {
+        unlink_activity(server, c);
+        append_activity(server, c);
+    }
+}
+
+/* Out of the queue for buffers: the first, usually (a closing client may be anywhere). */
+static void stop_waiting(struct server *server, struct client *c)
+{
+    struct client *before = NULL;
+    for (struct client *w = server->first_waiting; w != c; w = w->next_waiting)
+        before = w;
+    *(before ? &before->next_waiting : &server->first_waiting) = c->next_waiting;
+    if (server->last_waiting == c)
+        server->last_waiting = before;
+    c->next_waiting = NULL;
+    c->waiting = false;
+}
+
+/* Into the queue for buffers, at the end: first come, first served. */
+static void start_waiting(struct server *server, struct client *c)
+{
+    *(server->last_waiting ? &server->last_waiting->next_waiting : &server->first_waiting) = c;
+    server->last_waiting = c;
+    c->waiting = true;
+}
+
+/* -- closing ------------------------------------------------------------------- */
+
+/* The kernel is done with c: give its buffers back, close, free. */
+static void finish_if_done(struct server *server, struct client *c)
+{
+    if (!c->closing || c->receiving || c->sending)
+        return;
+    while (c->owed > 0) {
+        uint16_t bid = c->first_buffer;
+        c->owed -= server->pool.length[bid] - c->first_sent;
+        c->first_sent = 0;
+        c->first_buffer = server->pool.next[bid];
+        give_back(&server->pool, bid);
+    }
+    if (close(c->fd) == -1)
+        report_failure("close", errno);
+    free(c);
+    server->closing_count--;
+}
+
+/* Logs "closed PEER: reason" and ends c: its requests in flight are
+ * cancelled, and its socket is closed once their last completions came
+ * (until then they hold the socket, and may still write into c). */
+static void close_client(struct server *server, struct client *c, const char *reason)
+{
+    char detail[160];
+    snprintf(detail, sizeof detail, ": %s", reason);
+    log_line(server, "closed", c->peer, detail);
+    unlink_activity(server, c);
+    if (c->waiting)
+        stop_waiting(server, c);
+    c->closing = true;
+    server->client_count--;
+    server->closing_count++;
+    if (c->receiving || c->sending) {
+        struct io_uring_sqe *sqe = new_request(server);
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        tag(sqe, REQUEST_IGNORED, 0);
+    }
+    finish_if_done(server, c);
+}
+
+static void close_on_error(struct server *server, struct client *c, int errnum)
+{
+    char reason[128];
+    snprintf(reason, sizeof reason, "%s (%s)", errno_name(errnum), strerror(errnum));
+    close_client(server, c, reason);
+}
+
+/* -- receiving and sending ----------------------------------------------------- */
+
+/* One request for every receive to come: each time data arrives, the
+ * kernel takes a buffer from the pool, receives into it, and posts a
+ * completion naming the buffer, until the request ends (no IORING_CQE_F_MORE). */
+static void arm_recv(struct server *server, struct client *c)
+{
+    struct io_uring_sqe *sqe = new_request(server);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUFFER_GROUP;
+    tag(sqe, REQUEST_RECV, (uintptr_t)c);
+    c->receiving = true;
+}
+
+/* Receive from c while it may send more and owes less than OUTPUT_LIMIT.
+ * Backpressure: at the limit, cancel its recv; once it has drained below,
+ * arm a new one.  Until then its bytes wait in the kernel and TCP's
+ * window closes: the client's send() blocks, not our memory.  The cancel
+ * lands after what the kernel received meanwhile, so a fast sender ends
+ * up past the limit by that much: never past the pool. */
+static void update_receiving(struct server *server, struct client *c)
+{
+    bool wanted = !c->closing && !c->input_ended && c->owed < OUTPUT_LIMIT;
+    if (wanted && !c->receiving && !c->waiting) {
+        arm_recv(server, c);
+    } else if (!wanted && c->receiving && !c->cancelling && !c->closing) {
+        struct io_uring_sqe *sqe = new_request(server);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | REQUEST_RECV, 0);
+        tag(sqe, REQUEST_IGNORED, 0);
+        c->cancelling = true;
+    }
+}
+
+/* One send at a time per client, so its bytes leave in order: the oldest
+ * buffer it is owed, straight from the pool (no copy). */
+static void send_next(struct server *server, struct client *c)
+{
+    if (c->sending || c->owed == 0 || c->closing)
+        return;
+    uint16_t bid = c->first_buffer;
+    struct io_uring_sqe *sqe = new_request(server);
+    /* MSG_NOSIGNAL: a vanished client gives EPIPE, not a fatal SIGPIPE. */
+    io_uring_prep_send(sqe, c->fd,
+                       server->pool.memory + (size_t)bid * BUFFER_SIZE + c->first_sent,
+                       (size_t)(server->pool.length[bid] - c->first_sent), MSG_NOSIGNAL);
+    tag(sqe, REQUEST_SEND, (uintptr_t)c);
+    c->sending = true;
+}
+
+/* A buffer filled for c joins the end of what c is owed. */
+static void owe(struct server *server, struct client *c, uint16_t bid, unsigned length)
+{
+    server->pool.length[bid] = (uint16_t)length;
+    if (c->owed == 0) {
+        c->first_buffer = bid;
+        c->first_sent = 0;
+    } else {
+        server->pool.next[c->last_buffer] = bid;
+    }
+    c->last_buffer = bid;
+    c->owed += length;
+}
+
+static void on_recv(struct server *server, struct client *c, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->receiving = c->cancelling = false;   /* this request is over */
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        server->pool.held++;
+        if (cqe->res > 0 && !c->closing)
+            owe(server, c, bid, (unsigned)cqe->res);
+        else
+            give_back(&server->pool, bid);
+    }
+    if (c->closing) {
+        finish_if_done(server, c);
+        return;
+    }
+    if (cqe->res > 0) {
+        touch(server, c);
+        send_next(server, c);
+    } else if (cqe->res == 0) {
+        c->input_ended = true;       /* closed, or half-closed: we may still owe it */
+    } else if (cqe->res == -ENOBUFS) {
+        start_waiting(server, c);    /* the pool is empty: server_rearm() re-arms it */
+    } else if (cqe->res == -EINVAL) {
+        fail("io_uring recv multishot (Linux 6.0 or later)", EINVAL);
+    } else if (cqe->res != -ECANCELED) {   /* ECANCELED: ours, for backpressure */
+        close_on_error(server, c, -cqe->res);
+        return;
+    }
+    if (c->input_ended && c->owed == 0)
+        close_client(server, c, "client closed");
+    else
+        update_receiving(server, c);
+}
+
+static void on_send(struct server *server, struct client *c, int result)
+{
+    c->sending = false;
+    if (c->closing) {
+        finish_if_done(server, c);
+        return;
+    }
+    if (result < 0) {
+        close_on_error(server, c, -result);
+        return;
+    }
+    /* The kernel may send less than asked: the rest goes in the next send. */
+    unsigned sent = (unsigned)result;
+    c->owed -= sent;
+    c->first_sent = (uint16_t)(c->first_sent + sent);
+    if (c->first_sent == server->pool.length[c->first_buffer]) {
+        uint16_t done = c->first_buffer;
+        c->first_buffer = server->pool.next[done];
+        c->first_sent = 0;
+        give_back(&server->pool, done);   /* its bytes are sent: it may be filled again */
+    }
+    if (sent > 0)
+        touch(server, c);
+    if (c->input_ended && c->owed == 0) {
+        close_client(server, c, "client closed");
+        return;
+    }
+    send_next(server, c);
+    update_receiving(server, c);
+}
+
+/* -- accepting ------------------------------------------------------------------ */
+
+/* The spare descriptor: any file will do; /dev/null always exists. */
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* One request for every client to come on this listening socket, until
+ * it ends (no IORING_CQE_F_MORE): then server_rearm() arms another.  No
+ * address buffer: one would serve every connection it accepts (man
+ * io_uring_prep_multishot_accept); getpeername() names each client. */
+static void arm_accept(struct server *server, int index)
+{
+    struct io_uring_sqe *sqe = new_request(server);
+    io_uring_prep_multishot_accept(sqe, server->listeners->list[index].fd, NULL, NULL,
+                                   SOCK_CLOEXEC);
+    tag(sqe, REQUEST_ACCEPT, (uintptr_t)index << REQUEST_BITS);
+    server->accept_armed[index] = true;
+}
+
+/* Tells a client we will not serve it, in one line, and hangs up.  A fresh
+ * socket's send buffer is empty, so this short send does not wait; the
+ * socket is blocking (io_uring needs no O_NONBLOCK): MSG_DONTWAIT makes sure. */
+static void refuse(const struct server *server, int fd, const char *peer, const char *line,
+                   const char *why)
+{
+    if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
+        /* The client is gone already; it hears nothing either way. */
+    }
+    if (close(fd) == -1)
+        report_failure("close", errno);
+    char detail[160];
+    snprintf(detail, sizeof detail, ": %s", why);
+    log_line(server, "refused", peer, detail);
+}
+
+static void admit(struct server *server, int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == -1) {
+        if (close(fd) == -1)       /* it left already (ENOTCONN): nobody to tell */
+            report_failure("close", errno);
+        return;
+    }
+    char peer_text[ADDRESS_TEXT_SIZE];
+    format_address((struct sockaddr *)&peer, peer_len, peer_text, sizeof peer_text);
+
+    if (server->spare_lent) {
+        /* The spare was closed to make room for this client.  If it cannot
+         * be opened again, the client took the last descriptor: refuse it,
+         * which frees that descriptor for the spare. */
+        server->spare_lent = false;
+        server->spare_fd = open_spare();
+        if (server->spare_fd == -1) {
+            int errnum = errno;
+            char why[96];
+            snprintf(why, sizeof why, "%s (out of descriptors)", errno_name(errnum));
+            refuse(server, fd, peer_text, "busy: server out of descriptors, try later\n", why);
+            server->spare_fd = open_spare();
+            return;
+        }
+    }
+    if (server->client_count >= server->max_clients) {
+        char line[80], why[64];
+        snprintf(line, sizeof line, "busy: too many clients (max %d), try later\n",
+                 server->max_clients);
+        snprintf(why, sizeof why, "too many clients (max %d)", server->max_clients);
+        refuse(server, fd, peer_text, line, why);
+        return;
+    }
+    struct client *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        refuse(server, fd, peer_text, "busy: server out of memory, try later\n",
+               "ENOMEM (out of memory)");
+        return;
+    }
+    c->fd = fd;
+    memcpy(c->peer, peer_text, sizeof c->peer);
+    c->last_active = monotonic_seconds();
+    append_activity(server, c);
+    server->client_count++;
+    char detail[32];
+    snprintf(detail, sizeof detail, " (fd %d)", fd);
+    log_line(server, "accepted", c->peer, detail);
+    update_receiving(server, c);
+}
+
+static void on_accept(struct server *server, int index, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        server->accept_armed[index] = false;     /* server_rearm() arms another */
+    if (cqe->res >= 0) {
+        if (!server->stopping)
+            admit(server, cqe->res);
+        else if (close(cqe->res) == -1)
+            report_failure("close", errno);
+        return;
+    }
+    int errnum = -cqe->res;
+    if (errnum == ECANCELED || accept_error_is_temporary(errnum))
+        return;                                  /* about that client only */
+    if ((errnum == EMFILE || errnum == ENFILE) && server->spare_lent)
+        return;                                  /* the spare is on its way back */
+    if ((errnum == EMFILE || errnum == ENFILE) && server->spare_fd != -1) {
+        /* No descriptor for the client, which stays queued.  Give up the
+         * spare: the next accept takes its place, and admit() sees it. */
+        if (close(server->spare_fd) == -1)
+            report_failure("close", errno);
+        server->spare_fd = -1;
+        server->spare_lent = true;
+        return;
+    }
+    /* ENOBUFS, ENOMEM, or no spare: let the system breathe. */
+    fprintf(stderr, "accept: %s (%s); pausing accept for %g s\n", errno_name(errnum),
+            strerror(errnum), ACCEPT_PAUSE_SECONDS);
+    server->accept_paused_until = monotonic_seconds() + ACCEPT_PAUSE_SECONDS;
+}
+
+/* -- the server ------------------------------------------------------------------ */
+
+int server_start(struct server *server, const struct server_args *args,
+                 struct listeners *listeners, char *err, size_t err_size)
+{
+    server->listeners = listeners;
+    server->max_clients = args->max_clients;
+    server->quiet = args->quiet;
+    server->idle_timeout = args->idle_timeout;
+    if (pool_start(&server->pool, &server->ring, err, err_size) == -1)
+        return -1;
+    /* The stop pipe (common/signals.h), watched through the ring: a stop
+     * signal that lands between the loop's stop_requested() test and the
+     * wait still ends the wait, as the pipe in poll()'s list did in step 7. */
+    struct io_uring_sqe *sqe = new_request(server);
+    io_uring_prep_poll_add(sqe, stop_signal_fd(), POLLIN);
+    tag(sqe, REQUEST_STOP, 0);
+    server->stop_watched = true;
+    server->spare_fd = open_spare();   /* -1 is survivable: we pause instead */
+    for (int l = 0; l < listeners->count; l++)
+        arm_accept(server, l);
+    return 0;
+}
+
+void server_handle(struct server *server, const struct io_uring_cqe *cqe)
+{
+    uint64_t data = io_uring_cqe_get_data64(cqe);
+    uintptr_t whom = (uintptr_t)(data & ~REQUEST_MASK);
+    switch ((enum request)(data & REQUEST_MASK)) {
+    case REQUEST_IGNORED:          /* a cancel request's own completion */
+        return;
+    case REQUEST_STOP:             /* readable: a stop signal came; the loop test ends it */
+        server->stop_watched = false;
+        if (cqe->res < 0 && cqe->res != -ECANCELED)
+            report_failure("io_uring poll stop pipe", -cqe->res);
+        return;
+    case REQUEST_ACCEPT:
+        on_accept(server, (int)(whom >> REQUEST_BITS), cqe);
+        return;
+    case REQUEST_RECV:
+        on_recv(server, (struct client *)whom, cqe);
+        return;
+    case REQUEST_SEND:
+        on_send(server, (struct client *)whom, cqe->res);
+        return;
+    }
+}
+
+void server_rearm(struct server *server)
+{
+    if (!server->stopping && monotonic_seconds() >= server->accept_paused_until)
+        for (int l = 0; l < server->listeners->count; l++)
+            if (!server->accept_armed[l])
+                arm_accept(server, l);
+    /* One waiting client per free buffer: more would only find it empty. */
+    for (int free_buffers = BUFFER_COUNT - server->pool.held;
+         free_buffers > 0 && server->first_waiting != NULL; free_buffers--) {
+        struct client *c = server->first_waiting;
+        stop_waiting(server, c);
+        update_receiving(server, c);
+    }
+}
+
+double server_expire(struct server *server)
+{
+    double now = monotonic_seconds();
+    double next = -1;
+    if (server->idle_timeout > 0) {
+        /* Least recently active first: stop at the first one still in time. */
+        while (server->least_recent != NULL
+               && now - server->least_recent->last_active >= server->idle_timeout) {
+            char reason[64];
+            snprintf(reason, sizeof reason, "idle for %g s", server->idle_timeout);
+            close_client(server, server->least_recent, reason);
+        }
+        if (server->least_recent != NULL)
+            next = server->least_recent->last_active + server->idle_timeout - now;
+    }
+    if (server->accept_paused_until > now
+        && (next < 0 || server->accept_paused_until - now < next))
+        next = server->accept_paused_until - now;
+    return next;
+}
+
+/* Any request still waiting for a completion? */
+static bool requests_outstanding(const struct server *server)
+{
+    if (server->closing_count > 0 || server->stop_watched)
+        return true;
+    for (int l = 0; l < server->listeners->count; l++)
+        if (server->accept_armed[l])
+            return true;
+    return false;
+}
+
+void server_close_all(struct server *server, const char *reason)
+{
+    server->stopping = true;
+    while (server->least_recent != NULL)
+        close_client(server, server->least_recent, reason);
+    /* And the accepts and the stop pipe's poll.  A request holds its file:
+     * until its last completion, a listening socket stays open, and its
+     * port taken, whatever close() says. */
+    struct io_uring_sqe *sqe = new_request(server);
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    tag(sqe, REQUEST_IGNORED, 0);
+    while (requests_outstanding(server)) {
+        int ret = io_uring_submit_and_wait(&server->ring, 1);
+        if (ret == -EINTR)
+            continue;
+        if (ret < 0) {
+            report_failure("io_uring_submit_and_wait", -ret);
+            return;
+        }
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&server->ring, head, cqe) {
+            server_handle(server, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&server->ring, seen);
+    }
+}
+
+void server_free(struct server *server)
+{
+    int failed = io_uring_unregister_buf_ring(&server->ring, BUFFER_GROUP);
+    if (failed < 0)
+        report_failure("io_uring_unregister_buf_ring", -failed);
+    free(server->pool.memory);
+    free(server->pool.ring);
+    if (server->spare_fd != -1 && close(server->spare_fd) == -1)
+        report_failure("close", errno);
+}

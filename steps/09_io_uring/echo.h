@@ -1,0 +1,91 @@
+/*
+ * echo.h -- step 9's echo server: what it holds, and what it does with each
+ * completion the ring posts.  main.c sets up the ring and runs the loop.
+ *
+ * Every request the server hands the kernel carries, in its user_data, what
+ * it is for (accept, recv, send ...) and whom (a listener, a client), so its
+ * completion leads straight back to them: server_handle().
+ */
+#ifndef ECHO_H
+#define ECHO_H
+
+#include "args.h"
+#include "listeners.h"
+
+/* liburing (Debian: liburing-dev).  Its header defines _GNU_SOURCE for
+ * itself (musl hides cpu_set_t without it); nothing here relies on that. */
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The provided-buffer pool: the kernel picks a free buffer from it for each
+ * receive, at the moment data arrives.  A ring of buffers must hold a power
+ * of two of them.  The pool is the server's receive memory, whatever the
+ * number of clients: 512 x 4 KiB = 2 MiB. */
+#define BUFFER_SIZE 4096
+#define BUFFER_COUNT 512
+#define BUFFER_GROUP 0           /* the pool's id, named in each receive request */
+
+struct buffer_pool {
+    struct io_uring_buf_ring *ring;   /* shared with the kernel: the free buffers */
+    char *memory;                     /* BUFFER_COUNT buffers of BUFFER_SIZE bytes */
+    uint16_t length[BUFFER_COUNT];    /* bytes received into each buffer */
+    uint16_t next[BUFFER_COUNT];      /* the next buffer owed to the same client */
+    int held;                         /* buffers out of the ring, holding data */
+};
+
+struct client;                        /* one connection: echo.c */
+
+struct server {
+    struct io_uring ring;
+    struct buffer_pool pool;
+    struct listeners *listeners;
+    bool accept_armed[LISTENERS_MAX];   /* a multishot accept is waiting on it */
+    bool stop_watched;                  /* the poll of the stop pipe is waiting */
+    double accept_paused_until;         /* after accept failed in a way the spare cannot fix */
+    int spare_fd;                       /* given up on EMFILE, to make room for one client */
+    bool spare_lent;                    /* closed for an accept that may take its place */
+    /* Open clients, least recently active first: the idle timeout looks only
+     * at the head; activity moves a client to the tail. */
+    struct client *least_recent, *most_recent;
+    struct client *first_waiting;       /* clients whose recv found the pool empty, */
+    struct client *last_waiting;        /* in the order it did */
+    int client_count;                   /* open clients */
+    int closing_count;                  /* closed, waiting for their last completions */
+    int max_clients;
+    bool quiet;                         /* no line per connection */
+    bool stopping;
+    double idle_timeout;                /* seconds; 0: never */
+};
+
+/* Starts a server whose ring the caller has set up (all else zero): the
+ * pool registered with it, the spare descriptor open, and the first
+ * requests queued: a multishot accept per listener and a poll of the stop
+ * pipe.  0, or -1 with a one-line reason in err. */
+int server_start(struct server *server, const struct server_args *args,
+                 struct listeners *listeners, char *err, size_t err_size);
+
+/* Does what one completion says, queueing the requests that follow from it. */
+void server_handle(struct server *server, const struct io_uring_cqe *cqe);
+
+/* Once per loop turn, after the completions: re-arms the accepts that
+ * ended, and gives waiting clients a recv again if the pool has buffers. */
+void server_rearm(struct server *server);
+
+/* Closes the clients idle for idle_timeout and ends an accept pause.
+ * Returns the seconds until it has something to do again, -1 for never. */
+double server_expire(struct server *server);
+
+/* Closes every client ("closed PEER: reason"), cancels every request, and
+ * waits for their last completions: until then the kernel holds their
+ * sockets open, listening ones included.  Then server_free(). */
+void server_close_all(struct server *server, const char *reason);
+
+/* The pool and the spare; the ring itself is the caller's to tear down. */
+void server_free(struct server *server);
+
+/* "call: ENAME (strerror)" on stderr, for a liburing call that returned -errnum. */
+void report_failure(const char *call, int errnum);
+
+#endif
