@@ -20,6 +20,10 @@ failure what was run, what was expected, what happened and the likely cause
 
 Exit status: 0 all checks pass, 1 some failed, 2 usage error, 3 your code
 did not build.
+
+For the course's own tests (tests/test_workspace.py), `--part K/N` runs
+every Nth check from the Kth on, so that a long check can be split over
+parallel workers.
 """
 
 import argparse
@@ -175,8 +179,9 @@ def explanation(excinfo):
 class StepReport:
     """A pytest plugin: select one step's tests, report them in words."""
 
-    def __init__(self, step, out):
+    def __init__(self, step, out, part=None):
         self.step = step
+        self.part = part           # (K, N): every Nth check from the Kth on
         self.number = step.split("_", 1)[0]
         self.out = out
         self.results = {}          # nodeid -> (outcome, words, detail)
@@ -204,9 +209,13 @@ class StepReport:
 
     def pytest_collection_modifyitems(self, config, items):
         chosen = [item for item in items if self.is_for_step(item)]
+        if self.part:
+            number, parts = self.part
+            chosen = chosen[number - 1::parts]
         config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
         items[:] = chosen
-        self.say(f"checking step {self.step}: {len(chosen)} checks")
+        self.say(f"checking step {self.step}: {len(chosen)} checks"
+                 + (f" (part {self.part[0]} of {self.part[1]})" if self.part else ""))
 
     @hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -278,7 +287,8 @@ class StepReport:
         return 0
 
 
-def check(step, build_dir, workspace, reference_dir, first_failure=False, only=None):
+def check(step, build_dir, workspace, reference_dir, first_failure=False, only=None,
+          part=None):
     if pytest is None:
         print("make check: no Python with pytest found; install it: sudo apt-get install "
               "python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest", file=sys.stderr)
@@ -296,7 +306,7 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
 
     # pytest captures our stdout while tests run: the report writes to a copy.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    report = StepReport(step, out)
+    report = StepReport(step, out, part)
     os.chdir(ROOT)
     pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
                  f"--steps-dir={steps_dir}", "--ignore", os.path.join(TESTS, "test_workspace.py"),
@@ -305,6 +315,17 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
     status = report.summary(workspace)
     out.close()
     return status
+
+
+def part_of(text):
+    """'2/3' -> (2, 3)."""
+    try:
+        number, parts = (int(n) for n in text.split("/"))
+    except ValueError:
+        number = parts = 0
+    if not 1 <= number <= parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: K/N with 1 <= K <= N, e.g. 2/3")
+    return number, parts
 
 
 def main():
@@ -318,13 +339,15 @@ def main():
     parser.add_argument("--first-failure", action="store_true", help="stop at the first failure")
     parser.add_argument("--only", metavar="WORDS",
                         help="only the checks whose names match (pytest -k), e.g. --only idle")
+    parser.add_argument("--part", metavar="K/N", type=part_of,
+                        help="every Nth check from the Kth on (tests/test_workspace.py)")
     args = parser.parse_intermixed_args()
     step = resolve_step(args.step, "workspace" if args.command == "new" else "check")
     workspace = os.path.abspath(args.workspace)
     if args.command == "new":
         return new(step, workspace)
     return check(step, args.build, workspace, args.reference or args.build, args.first_failure,
-                 args.only)
+                 args.only, args.part)
 
 
 if __name__ == "__main__":
