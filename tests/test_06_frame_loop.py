@@ -26,8 +26,8 @@ import time
 
 import pytest
 
-from lab import LOCAL_V4
-from programs import CONNECTED, connect, explain, recv_exactly, strace_prefix, traced_child
+from programs import (ALL_BYTES, explain, open_client, peer_of, recv_exactly, reset,
+                      strace_prefix, traced_child)
 
 STEP = "06_frame_loop"
 FPS = 60                  # the documented default
@@ -36,31 +36,6 @@ REPORTS = 3               # whole seconds checked per test
 REPORT_TIMEOUT = 5        # a report is due every second; 5 s means the loop is stuck
 REPORT = re.compile(r"^frames: (?P<rate>\d+)/s, clients: (?P<clients>\d+), "
                     r"late frames: (?P<late>\d+)$")
-ALL_BYTES = bytes(range(256))
-
-
-def server_address(where):
-    return "127.0.0.1" if where == "local" else LOCAL_V4
-
-
-def peer_of(sock):
-    host, port = sock.getsockname()[:2]
-    return re.escape(f"{host}:{port}")
-
-
-def open_client(lab, server, where="local"):
-    outcome, sock = connect(lab, server_address(where), server.port, where=where)
-    assert outcome == CONNECTED, explain(
-        STEP, server.command, f"a client ({where}) connects", outcome,
-        "is the server still running and listening?")
-    sock.settimeout(5)
-    return sock
-
-
-def reset(sock):
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
 
 
 def wait_for_line_at(server, pattern, start, what):

@@ -33,8 +33,8 @@ import time
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, ROOT, Program, connect, cpu_seconds, explain,
-                      receive_until_eof, recv_exactly, send_until_stalled)
+from programs import (CONNECTED, ROOT, Program, connect, cpu_seconds, explain, process_state,
+                      receive_until_eof, recv_exactly, send_until_stalled, wait_until)
 
 STEP = "08_epoll"
 CONNECTIONS = 10_000
@@ -430,20 +430,6 @@ def edge_triggered_copy(tmp_path_factory):
     return str(folder)
 
 
-def process_state(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
-
-
-def wait_for(condition, timeout=5):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)   # polling with a deadline, not synchronising
-    return True
-
-
 def unsent(sock):
     """Bytes sent but not yet acknowledged (TIOCOUTQ): 0 once all arrived."""
     return int.from_bytes(fcntl.ioctl(sock, termios.TIOCOUTQ, bytes(4)), "little")
@@ -462,9 +448,9 @@ def echo_of_a_burst(server, lab, size):
         server.wait_for_line(rf"^accepted 127\.0\.0\.1:{port} ")
         server.proc.send_signal(signal.SIGSTOP)
         try:
-            assert wait_for(lambda: process_state(server.pid) == "T")
+            assert wait_until(lambda: process_state(server.pid) == "T")
             client.sendall(bytes(size))
-            assert wait_for(lambda: unsent(client) == 0), "the burst never arrived"
+            assert wait_until(lambda: unsent(client) == 0), "the burst never arrived"
         finally:
             server.proc.send_signal(signal.SIGCONT)
         first = len(recv_exactly(client, size, timeout=1))

@@ -29,17 +29,13 @@ import time
 
 import pytest
 
-from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, strace_prefix,
-                      traced_child)
+from lab import REMOTE_V4
+from programs import (ALL_BYTES, cpu_seconds, explain, open_client, peer_of, recv_exactly,
+                      recv_until_eof, reset, strace_prefix, traced_child, wait_until)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll"]
 STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
-
-# Every byte value, so a server that treats the data as text (stops at a
-# NUL, translates line ends) gets caught.
-ALL_BYTES = bytes(range(256))
 
 
 @pytest.fixture(params=STEPS)
@@ -55,33 +51,6 @@ def where(request, lab):
     return request.param
 
 
-def server_address(where):
-    return "127.0.0.1" if where == "local" else LOCAL_V4
-
-
-def peer_of(sock):
-    """The client as the server names it in its lines: "ADDR:PORT"."""
-    host, port = sock.getsockname()[:2]
-    return re.escape(f"{host}:{port}")
-
-
-def open_client(lab, server, where="local", receive_buffer=None, timeout=5.0):
-    family = socket.AF_INET
-    if receive_buffer is None:
-        outcome, sock = connect(lab, server_address(where), server.port, where=where)
-        assert outcome == CONNECTED, explain(
-            server.step, server.command, f"a client ({where}) connects", outcome,
-            "is the server still running and listening?")
-    else:
-        sock = lab.socket(family, where)
-        # Before connect(), so the window the client advertises is small.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        sock.settimeout(timeout)
-        sock.connect((server_address(where), server.port))
-    sock.settimeout(timeout)
-    return sock
-
-
 def echo(server, sock, data, what="the client"):
     sock.sendall(data)
     back = recv_exactly(sock, len(data))
@@ -90,33 +59,6 @@ def echo(server, sock, data, what="the client"):
         f"it got {len(back)} bytes" + ("" if len(back) != len(data) else " that differ"),
         "a partial write not finished, bytes sent to the wrong client, or a client "
         "skipped when another one left")
-
-
-def recv_until_eof(sock, timeout=5.0, limit=1 << 20):
-    """Everything until the server closes; returns (data, saw_eof)."""
-    deadline = time.monotonic() + timeout
-    data = bytearray()
-    while len(data) <= limit:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return bytes(data), False
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except (socket.timeout, TimeoutError):
-            return bytes(data), False
-        except ConnectionResetError:
-            return bytes(data), True
-        if not chunk:
-            return bytes(data), True
-        data += chunk
-    return bytes(data), False
-
-
-def reset(sock):
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
 
 
 def wait_for_log(server, pattern, expected, hint, timeout=5):
@@ -130,15 +72,6 @@ def wait_for_log(server, pattern, expected, hint, timeout=5):
             server.step, server.command, expected,
             f"no line matching /{pattern}/ within {timeout} s; its last lines: "
             f"{server.lines[-4:]!r}", hint)) from None
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.02)
 
 
 class BackgroundSender:
