@@ -431,6 +431,30 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runnable_seconds(pid):
+    """How long a process has been running or ready to run (waiting for a
+    CPU) so far, from /proc/PID/schedstat: the CPU time it would have had
+    on a machine of its own.  A process that spins (never sleeps) shows all
+    the time that passes, however busy the other processes keep the CPUs,
+    where its CPU time would show only its share of them.  A kernel without
+    scheduler statistics (CONFIG_SCHED_INFO) gives CPU time instead."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            running, waiting = f.read().split()[:2]
+    except FileNotFoundError:
+        return cpu_seconds(pid)
+    return (int(running) + int(waiting)) / 1e9
+
+
+def busy_during(pid, window):
+    """Watch a process for `window` seconds (a measurement window, not a
+    wait for it): returns (seconds it was running or ready to run, seconds
+    that passed).  About equal: it spins; a small part: it sleeps."""
+    before, started = runnable_seconds(pid), time.monotonic()
+    time.sleep(window)
+    return runnable_seconds(pid) - before, time.monotonic() - started
+
+
 # -- strace ------------------------------------------------------------------
 
 def strace_prefix(*options):

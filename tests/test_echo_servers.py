@@ -12,9 +12,9 @@ neither kills the server nor makes it spin; SIGINT/SIGTERM close every client.
     python3 -m pytest tests/test_echo_servers.py -k 07_poll
 
 Nothing sleeps to synchronise: we wait for the server's own lines or poll
-with a deadline.  Two tests pace themselves on purpose (a sender that
-trickles bytes, and a CPU-time measurement window); neither uses the pause
-to wait for the server.
+with a deadline.  Some tests pace themselves on purpose (a sender that
+trickles bytes, and windows in which a server is watched for spinning);
+none uses the pause to wait for the server.
 """
 
 import hashlib
@@ -30,7 +30,7 @@ import time
 import pytest
 
 from lab import REMOTE_V4
-from programs import (ALL_BYTES, cpu_seconds, explain, open_client, peer_of, recv_exactly,
+from programs import (ALL_BYTES, busy_during, explain, open_client, peer_of, recv_exactly,
                       recv_until_eof, reset, strace_prefix, traced_child, wait_until)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -341,15 +341,11 @@ def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program
                 "it sent all 20 MB without reading a byte of its echo",
                 "the server keeps reading a client whose output is full: stop asking to "
                 "read it (backpressure: connection_wants() without READ)")
-            window = 0.5
-            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(window)   # a measurement window, not a wait for the server
-            used = cpu_seconds(server.pid) - cpu_before
-            elapsed = time.monotonic() - started
-            assert used < elapsed * 0.5, explain(
+            busy, elapsed = busy_during(server.pid, 0.5)
+            assert busy < elapsed * 0.5, explain(
                 step, server.command, "while a held-back client reads nothing, the server sleeps",
-                f"it used {used:.2f} s of CPU in {elapsed:.2f} s "
-                f"(the client had sent {stalled_at} bytes)",
+                f"it ran or was ready to run {busy:.2f} s of {elapsed:.2f} s "
+                f"(/proc/PID/schedstat; the client had sent {stalled_at} bytes)",
                 "a client with a full output buffer is still watched for READ, so the "
                 "kernel says 'readable' at once, every time (backpressure: "
                 "connection_wants() must leave READ out while the buffer is full)")
@@ -513,16 +509,13 @@ def test_out_of_descriptors_neither_kills_nor_spins(step, program, lab):
             # At the limit with clients still arriving: a server that retries
             # accept() in a loop burns the whole window.
             waiting = [open_client(lab, server) for _ in range(2)]
-            window = 0.5
-            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(window)   # a measurement window, not a wait for the server
-            used = cpu_seconds(server.pid) - cpu_before
-            elapsed = time.monotonic() - started
+            busy, elapsed = busy_during(server.pid, 0.5)
             for sock in waiting:
                 sock.close()
-            assert used < elapsed * 0.5, explain(
+            assert busy < elapsed * 0.5, explain(
                 step, server.command, "out of descriptors, the server waits without spinning",
-                f"it used {used:.2f} s of CPU in {elapsed:.2f} s",
+                f"it ran or was ready to run {busy:.2f} s of {elapsed:.2f} s "
+                "(/proc/PID/schedstat)",
                 "accept() failing with EMFILE leaves the client queued, so the listening socket "
                 "stays readable and the loop never sleeps")
             assert server.proc.poll() is None, explain(
