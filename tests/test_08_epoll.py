@@ -457,8 +457,7 @@ def echo_of_a_burst(server, lab, size):
 
 
 @pytest.mark.parametrize("mode", ["level-triggered", "edge-triggered copy"])
-def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, edge_triggered_copy,
-                                                            mode):
+def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, request, mode):
     # Lesson 8, exercise 3.  A client's 100,000 bytes wait in the socket.
     # One event; the server reads until its 64 KiB buffer is full (not until
     # EAGAIN), sends those 64 KiB back at once, and wants what it wanted
@@ -467,7 +466,9 @@ def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, edge_t
     # Edge-triggered, nothing new happens on the socket, so nothing is
     # reported: the echo stops at 65,536 bytes until the client sends again.
     size = 100_000
-    steps = edge_triggered_copy if mode == "edge-triggered copy" else None
+    # Only the copy's run builds it (a pytest-xdist worker builds it once).
+    steps = request.getfixturevalue("edge_triggered_copy") if mode == "edge-triggered copy" \
+        else None
     runner = Program(steps, STEP) if steps else program(STEP)
     with runner.start("127.0.0.1", 0) as server:
         first, total = echo_of_a_burst(server, lab, size)
