@@ -11,6 +11,7 @@ is split into parts that run side by side (workspace.py --part).
 """
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import sys
 import pytest
 
 import skeletons
+import workspace as workspace_tool
 from programs import ADDRESS_LINE, all_steps, explain
 
 ROOT = skeletons.ROOT
@@ -143,6 +145,47 @@ def test_reference_passes_the_same_check(step, part, parts, build_dirs, referenc
     assert checked.returncode == 0 and f"step {step}: all " in output, explain(
         step, command, "the reference code, checked as a learner's, passes",
         f"exit status {checked.returncode}:\n{output[-3000:]}")
+
+
+# Loads the whole suite, as make check did before it loaded only the files
+# workspace.test_files() picks, and lists the files holding each step's checks.
+FILES_WITH_CHECKS = r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import pytest, workspace
+from programs import all_steps
+found = {step: set() for step in all_steps()}
+class Files:
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            for step in found:
+                if workspace.StepReport(step, None).is_for_step(item):
+                    found[step].add(os.path.basename(str(item.fspath)))
+status = pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "--co",
+                     f"--steps-dir={sys.argv[2]}",
+                     "--ignore", os.path.join(sys.argv[1], "test_workspace.py"), sys.argv[1]],
+                    plugins=[Files()])
+if status != 0:
+    sys.exit(f"pytest --co: exit status {status}")
+print(json.dumps({step: sorted(files) for step, files in found.items()}))
+'''
+
+
+def test_make_check_loads_every_file_that_holds_checks_of_the_step(steps_dir):
+    tests = os.path.join(ROOT, "tests")
+    result = subprocess.run([sys.executable, "-c", FILES_WITH_CHECKS, tests, steps_dir],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"listing the checks failed: {result.stderr[-2000:]}"
+    found = json.loads(result.stdout.splitlines()[-1])
+    for step in STEPS:
+        assert found[step], f"no test file holds checks of {step}: {result.stdout[-2000:]}"
+        loaded = {os.path.basename(path) for path in workspace_tool.test_files(step)}
+        missed = sorted(set(found[step]) - loaded)
+        assert not missed, explain(
+            step, f"make check STEP={step}", "it loads every test file that holds checks of "
+            f"the step (workspace.test_files: {sorted(loaded)})",
+            f"{missed} hold(s) checks of {step} but would not be loaded",
+            "a test gets its `step` parameter in a way test_files() does not see: teach it")
 
 
 def test_new_never_overwrites_the_learners_file(tmp_path):

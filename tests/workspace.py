@@ -11,7 +11,8 @@ STEP may also be given as 03 or 3.  workspace/ is yours: git ignores it.
 
 make check runs the same tests as `make test`, selected for the one step:
 tests/test_NN_*.py, and the tests parametrized over every step (their
-`step` parameter) for this step only.  The program under test is yours;
+`step` parameter) for this step only (it loads only the test files that
+can hold them, test_files()).  The program under test is yours;
 any other step's program a test needs (step 2's restart test uses 03_bind
 and 05_accept) is the reference build, so each step is checked on its own.
 Instead of pytest's tracebacks it prints each check in words, and for each
@@ -27,6 +28,8 @@ parallel workers.
 """
 
 import argparse
+import ast
+import glob
 import os
 import re
 import subprocess
@@ -105,6 +108,77 @@ def new(step, workspace):
 
 
 # -- make check ----------------------------------------------------------------
+
+def _takes_step(function):
+    arguments = function.args
+    return any(arg.arg == "step"
+               for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs)
+
+
+def _names_step(call):
+    """parametrize("step, x", ...) or usefixtures("step"): "step" among the names."""
+    return any(isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+               and "step" in (name.strip() for name in arg.value.split(","))
+               for arg in call.args)
+
+
+def _step_facts(path):
+    """What a test file's code says about `step` parameters: (whether a test
+    or fixture in it takes one, or a parametrize/usefixtures names it; the
+    test functions that take one; the tests it borrows from other test
+    files, as (file, function))."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        tree = ast.parse(text, path)
+    except SyntaxError:        # loaded anyway: pytest reports it, in words
+        return True, set(), []
+    holds, takers, borrowed = False, set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            fixture = any("fixture" in ast.unparse(d) for d in node.decorator_list)
+            if (node.name.startswith("test") or node.name == "pytest_generate_tests"
+                    or fixture) and _takes_step(node):
+                holds = True
+                takers.add(node.name)
+            if fixture and node.name == "step":
+                holds = True
+        elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in ("parametrize", "usefixtures") and _names_step(node):
+                holds = True
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_"):
+            borrowed += [(node.module, alias.name) for alias in node.names]
+    for node in tree.body:   # test_x = test_other.test_y
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name):
+            borrowed.append((node.value.value.id, node.value.attr))
+    return holds, takers, borrowed
+
+
+def test_files(step):
+    """The test files that can hold checks of `step` (StepReport.is_for_step):
+    the step's own, tests/test_NN_*.py, and those where a test can get a
+    `step` parameter: a test or fixture taking one, a parametrize or
+    usefixtures naming it, or a test borrowed from such a file.  make check
+    loads only these (loading the whole suite takes a while); all of them
+    where conftest.py itself gives tests a `step`.  tests/test_workspace.py
+    checks that no check is missed."""
+    number = step.split("_", 1)[0]
+    paths = sorted(path for path in glob.glob(os.path.join(TESTS, "test_*.py"))
+                   if os.path.basename(path) != "test_workspace.py")
+    if _step_facts(os.path.join(TESTS, "conftest.py"))[0]:
+        return paths
+    facts = {os.path.basename(path)[:-3]: _step_facts(path) for path in paths}
+    chosen = []
+    for path in paths:
+        module = os.path.basename(path)[:-3]
+        holds, _, borrowed = facts[module]
+        if module.startswith(f"test_{number}_") or holds or any(
+                function in facts.get(source, (False, set()))[1] for source, function in borrowed):
+            chosen.append(path)
+    return chosen
+
 
 def build(step, build_dir, workspace):
     """make builds workspace/STEP/*.c with the course's flags: the program, or None."""
@@ -309,8 +383,8 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
     report = StepReport(step, out, part)
     os.chdir(ROOT)
     pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
-                 f"--steps-dir={steps_dir}", "--ignore", os.path.join(TESTS, "test_workspace.py"),
-                 *(["-x"] if first_failure else []), *(["-k", only] if only else []), TESTS],
+                 f"--steps-dir={steps_dir}", *(["-x"] if first_failure else []),
+                 *(["-k", only] if only else []), *test_files(step)],
                 plugins=[report])
     status = report.summary(workspace)
     out.close()
