@@ -314,8 +314,45 @@ def _process_table():
     return table
 
 
+def _task_states_and_children(pid):
+    """([each thread's state], [child pids]) of a process, read from its own
+    /proc/PID/task/*/ files; None if it has ended (or the kernel keeps no
+    list of children: CONFIG_PROC_CHILDREN)."""
+    states, children = [], []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children.extend(int(child) for child in f.read().split())
+    except OSError:
+        return None
+    return states, children
+
+
 def _all_asleep(roots):
     """Is every process under these roots blocked (S) or finished (Z)?"""
+    # Down from the roots: only the jobs' own processes are read (a scan of
+    # every process on the machine costs ten times the CPU, at every poll).
+    todo, seen = list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found = _task_states_and_children(pid)
+        if found is None:
+            if os.path.exists(f"/proc/{pid}/task"):
+                return _all_asleep_by_scan(roots)   # no children files here
+            continue   # it ended while we looked
+        states, children = found
+        if any(state not in ("S", "Z", "I") for state in states):
+            return False
+        todo.extend(children)
+    return True
+
+
+def _all_asleep_by_scan(roots):
     table = _process_table()
     children = {}
     for pid, (ppid, _) in table.items():
