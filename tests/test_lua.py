@@ -61,7 +61,8 @@ def lua_missing():
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")
+LUA_MISSING = lua_missing()   # asked once: every pytest-xdist worker loads this file
+pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
 
 
 # -- running the Lua side ------------------------------------------------------

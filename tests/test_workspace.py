@@ -7,7 +7,7 @@ do, into a temporary workspace and build folder (never the learner's own).
 Each takes seconds (a build, then a step's tests in a pytest of its own), so
 they are marked `long`: pytest-xdist hands them out first (tests/conftest.py),
 and the reference check of a Part 2 step, many times longer than the others,
-is split into parts that run side by side (workspace.py --part).
+is split in two parts that run side by side (workspace.py --part).
 """
 
 import fcntl
@@ -38,7 +38,7 @@ def reference_parts(step):
     """Into how many parts the reference check of a step is split.  The steps
     whose workspace holds common/ files (Part 2) are checked by the shared
     tests of every echo server too: many times more checks than the others."""
-    return 3 if any("/" in name for name in skeletons.LESSONS.get(step, {})) else 1
+    return 2 if any("/" in name for name in skeletons.LESSONS.get(step, {})) else 1
 
 
 REFERENCE_CHECKS = [(step, part, reference_parts(step)) for step in STEPS
