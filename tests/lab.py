@@ -363,6 +363,23 @@ class Lab:
             raise RuntimeError(f"the lab has no second host: {self.reason}")
         return ["nsenter", "-t", str(self._remote_keeper.pid), "-n", "--"] + list(argv)
 
+    def tcp_segments(self):
+        """(sent, received): the TCP segments both computers have sent and
+        received so far (OutSegs + RetransSegs, InSegs of /proc/net/snmp).  Every segment
+        sent in the lab is received in it, so sent > received means one is
+        on its way (or addressed to nobody, as a SYN-ACK to 198.51.100.3 is)."""
+        paths = ["/proc/thread-self/net/snmp"]
+        if self.remote:
+            paths.append(f"/proc/{self._remote_keeper.pid}/net/snmp")
+        sent = received = 0
+        for path in paths:
+            with open(path) as f:
+                names, values = [line.split() for line in f if line.startswith("Tcp:")]
+            counters = dict(zip(names[1:], values[1:]))
+            sent += int(counters["OutSegs"]) + int(counters["RetransSegs"])
+            received += int(counters["InSegs"])
+        return sent, received
+
     @contextlib.contextmanager
     def sysctls(self, values):
         """Other kernel settings on this computer until the block ends, then
