@@ -29,6 +29,7 @@ parallel workers.
 
 import argparse
 import ast
+import functools
 import glob
 import os
 import re
@@ -122,6 +123,7 @@ def _names_step(call):
                for arg in call.args)
 
 
+@functools.lru_cache(maxsize=None)
 def _step_facts(path):
     """What a test file's code says about `step` parameters: (whether a test
     or fixture in it takes one, or a parametrize/usefixtures names it; the
