@@ -42,8 +42,10 @@ transcript runs under "stock", the lines Debian, Fedora and Docker ship
   it.  A real terminal interleaves the two by timing; the transcript fixes
   the order, so it is the same on every run.  The tool takes the output once
   all is quiet: the foreground command has exited, and every process of
-  every background job is asleep (blocked in accept, read, sigwait ...),
-  checked three times in a row, 20 ms apart.  That is a poll with a deadline, not a sleep.
+  every background job is asleep (blocked in accept, read, sigwait ...)
+  and no TCP segment moves, checked three times in a row, 20 ms apart
+  (fifteen while a segment sent is not received yet: a busy kernel may
+  deliver it late).  That is a poll with a deadline, not a sleep.
 - `COMMAND &` starts a background job (%1, %2 ... in order).  The tool
   waits for its first line of output, then for quiet, so a server's
   "listening on" line always shows right under it.  A background command
@@ -125,6 +127,9 @@ FIRST_LINE_SECONDS = 5    # a background command must print within this
 QUIET_SECONDS = 5         # everything must settle within this after a command
 QUIET_CHECKS = 3          # looks 20 ms apart that must all find nothing moving: two
                           # were once fooled under load (a packet between processes)
+QUIET_CHECKS_IN_FLIGHT = 15   # ... while a TCP segment sent is not received yet: the
+                          # kernel may deliver it late on a busy machine (or never,
+                          # to an address nobody has); 300 ms of nothing then
 STOP_SECONDS = 5          # a signalled job must exit within this
 
 SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL,
@@ -314,8 +319,45 @@ def _process_table():
     return table
 
 
+def _task_states_and_children(pid):
+    """([each thread's state], [child pids]) of a process, read from its own
+    /proc/PID/task/*/ files; None if it has ended (or the kernel keeps no
+    list of children: CONFIG_PROC_CHILDREN)."""
+    states, children = [], []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children.extend(int(child) for child in f.read().split())
+    except OSError:
+        return None
+    return states, children
+
+
 def _all_asleep(roots):
     """Is every process under these roots blocked (S) or finished (Z)?"""
+    # Down from the roots: only the jobs' own processes are read (a scan of
+    # every process on the machine costs ten times the CPU, at every poll).
+    todo, seen = list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found = _task_states_and_children(pid)
+        if found is None:
+            if os.path.exists(f"/proc/{pid}/task"):
+                return _all_asleep_by_scan(roots)   # no children files here
+            continue   # it ended while we looked
+        states, children = found
+        if any(state not in ("S", "Z", "I") for state in states):
+            return False
+        todo.extend(children)
+    return True
+
+
+def _all_asleep_by_scan(roots):
     table = _process_table()
     children = {}
     for pid, (ppid, _) in table.items():
@@ -372,14 +414,21 @@ class Runner:
         return [job.pid for job, _ in self.jobs if job.poll() is None]
 
     def _wait_quiet(self, what):
-        """Poll until the output stops and every job is blocked, QUIET_CHECKS times in a row."""
+        """Poll until the output stops, every job is blocked and no TCP segment
+        is sent or received, QUIET_CHECKS times in a row (QUIET_CHECKS_IN_FLIGHT
+        while more segments were sent than received)."""
         deadline = time.monotonic() + QUIET_SECONDS
-        calm = 0
-        while calm < QUIET_CHECKS:
+        calm, segments = 0, self.lab.tcp_segments()
+        while True:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what}: the jobs were still busy after {QUIET_SECONDS} s")
             got = self._drain(wait=0.02)
-            calm = 0 if got or not _all_asleep(self._live_jobs()) else calm + 1
+            before, segments = segments, self.lab.tcp_segments()
+            still = not got and segments == before and _all_asleep(self._live_jobs())
+            calm = calm + 1 if still else 0
+            sent, received = segments
+            if calm >= (QUIET_CHECKS if sent == received else QUIET_CHECKS_IN_FLIGHT):
+                return
 
     def _run_foreground(self, where, command):
         proc = self._spawn(where, command, self.terminal)

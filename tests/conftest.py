@@ -15,6 +15,20 @@ Tests whose outcome depends on what localhost is take the `hosts` fixture
 and run under both files, whatever LAB_HOSTS says.  Where the lab cannot be
 made, the tests that need it are skipped with the reason; under CI (CI=true)
 nothing may be skipped.
+
+In parallel, with pytest-xdist (make test does it when it is installed):
+
+    python3 -m pytest tests -n 6 --dist loadgroup
+
+pytest_configure runs first in the process that starts the workers, while
+it has one thread: it enters the lab, and its user namespace is where the
+workers start.  Then each worker, in its own pytest_configure, makes a lab
+of its own inside it (tests/lab.py, "Labs inside a lab"): its own network,
+second computer, kernel settings and /etc/hosts.  So a test may bind a
+fixed port, change a sysctl, count the kernel's packet counters, read what
+ss lists or switch /etc/hosts without seeing or disturbing any other
+worker's (tests/test_lab.py checks it).  Tests marked `long` are handed out
+first, so that the run does not end waiting for one of them.
 """
 
 import os
@@ -33,7 +47,11 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "long: takes seconds of waiting; pytest-xdist workers start these first")
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
+    # A pytest-xdist worker has threads already: it makes its lab inside the
+    # user namespace of the process that started it (tests/lab.py).
     try:
         config.lab = lab_module.enter()
     except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
@@ -42,6 +60,15 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return [config.lab.describe(), f"steps under test: {config.getoption('--steps-dir')}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist (each worker collects; all collect the same order):
+    # the tests marked `long` first, so that they start while the short ones
+    # can still fill the other workers around them.  A serial run, and
+    # `make check`, keep the files' own order.
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def pytest_unconfigure(config):

@@ -38,6 +38,15 @@ gives the same answers on a learner's laptop as here:
 enter() must run while the process has one thread (the kernel refuses
 unshare(CLONE_NEWUSER) otherwise): pytest's conftest and the tour call it
 first thing.  Where a namespace cannot be made, Lab says why in `reason`.
+
+Labs inside a lab.  A process already in a lab's user namespace (where it
+is root) makes a lab of its own with new network and mount namespaces only,
+which the kernel allows even to a process with threads, for the calling
+thread: that is how each pytest-xdist worker, a child of the pytest process
+that entered the lab first, gets its own network (ports, kernel settings,
+counters, what ss lists), its own second computer and its own /etc/hosts,
+so that workers never see each other's (tests/conftest.py).  The threads
+and processes the calling thread starts afterwards are in the lab with it.
 """
 
 import contextlib
@@ -209,7 +218,10 @@ class Lab:
                 f.write(f"0 {uid} 1")
             with open("/proc/self/gid_map", "w") as f:
                 f.write(f"0 {gid} 1")
-        elif _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:   # root where user namespaces are off
+        elif _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:
+            # Root already: real root where user namespaces are off, or a
+            # process inside a lab's user namespace that has threads (a
+            # pytest-xdist worker), which CLONE_NEWUSER refuses (EINVAL).
             raise _os_error("unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS)")
         self.private = True
         self.unset_sysctls += _write_sysctls(SYSCTLS, strict=False)
@@ -265,7 +277,9 @@ class Lab:
             raise OSError("unshare --net: could not make the second network namespace")
         pid = str(self._remote_keeper.pid)
         self._remote_ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._home_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        # thread-self, not self: in a process with threads, the namespaces
+        # made by unshare() are the calling thread's, not the whole process's.
+        self._home_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.remote = True
         with self._on_remote():
             self.unset_sysctls += [f"the other computer's {failure}"
@@ -348,6 +362,23 @@ class Lab:
         if not self.remote:
             raise RuntimeError(f"the lab has no second host: {self.reason}")
         return ["nsenter", "-t", str(self._remote_keeper.pid), "-n", "--"] + list(argv)
+
+    def tcp_segments(self):
+        """(sent, received): the TCP segments both computers have sent and
+        received so far (OutSegs + RetransSegs, InSegs of /proc/net/snmp).  Every segment
+        sent in the lab is received in it, so sent > received means one is
+        on its way (or addressed to nobody, as a SYN-ACK to 198.51.100.3 is)."""
+        paths = ["/proc/thread-self/net/snmp"]
+        if self.remote:
+            paths.append(f"/proc/{self._remote_keeper.pid}/net/snmp")
+        sent = received = 0
+        for path in paths:
+            with open(path) as f:
+                names, values = [line.split() for line in f if line.startswith("Tcp:")]
+            counters = dict(zip(names[1:], values[1:]))
+            sent += int(counters["OutSegs"]) + int(counters["RetransSegs"])
+            received += int(counters["InSegs"])
+        return sent, received
 
     @contextlib.contextmanager
     def sysctls(self, values):

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import time
 
+from lab import LOCAL_V4
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -261,6 +263,11 @@ class Server:
 
 # -- clients ---------------------------------------------------------------
 
+# Every byte value, so a server that treats the data as text (stops at a
+# NUL, translates line ends) gets caught.
+ALL_BYTES = bytes(range(256))
+
+
 def connect(lab, host, port, where="local", timeout=2.0):
     """Try to connect; returns (outcome, socket or None)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -278,6 +285,41 @@ def connect(lab, host, port, where="local", timeout=2.0):
         sock.close()
         return f"{UNREACHABLE} ({error.strerror})", None
     return CONNECTED, sock
+
+
+def server_address(where):
+    """The address a client on `where` ("local" or "remote") connects to, for a
+    server listening on '*' or 127.0.0.1 (local) / 198.51.100.1 (remote)."""
+    return "127.0.0.1" if where == "local" else LOCAL_V4
+
+
+def peer_of(sock):
+    """The client as the server names it in its lines: "ADDR:PORT" (a regex)."""
+    host, port = sock.getsockname()[:2]
+    return re.escape(f"{host}:{port}")
+
+
+def open_client(lab, server, where="local", receive_buffer=None, timeout=5.0):
+    """A client of a running server, connected from `where`; receive_buffer:
+    a small SO_RCVBUF set before connect(), so the window it advertises is small."""
+    if receive_buffer is None:
+        outcome, sock = connect(lab, server_address(where), server.port, where=where)
+        assert outcome == CONNECTED, explain(
+            server.step, server.command, f"a client ({where}) connects", outcome,
+            "is the server still running and listening?")
+    else:
+        sock = lab.socket(socket.AF_INET, where)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(timeout)
+        sock.connect((server_address(where), server.port))
+    sock.settimeout(timeout)
+    return sock
+
+
+def reset(sock):
+    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
 
 
 def recv_exactly(sock, size, timeout=5.0):
@@ -321,6 +363,27 @@ def send_until_stalled(sock, digest, limit=64 << 20, quiet=0.3, timeout=20):
     return sent
 
 
+def recv_until_eof(sock, timeout=5.0, limit=1 << 20):
+    """Everything until the server closes; returns (data, saw_eof)."""
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    while len(data) <= limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(data), False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return bytes(data), False
+        except ConnectionResetError:
+            return bytes(data), True
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
+
+
 def receive_until_eof(sock, digest, timeout=30):
     """Read until end of file or timeout, adding each byte to digest
     (hashlib); returns (bytes read, saw end of file)."""
@@ -339,12 +402,68 @@ def receive_until_eof(sock, digest, timeout=30):
     return received, False
 
 
+def wait_until(condition, timeout=5, interval=0.01):
+    """Poll condition() until it returns something true or timeout seconds
+    pass; returns its last value (polling with a deadline, not synchronising)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# -- what the kernel shows of a process and its sockets ----------------------
+
+def process_state(pid):
+    """R running, S sleeping, T stopped ... (/proc/PID/stat, man 5 proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def listening_sockets(port=None):
+    """The local addresses listening (on `port`, or on any), as `ss -ltn` shows them."""
+    out = subprocess.run(["ss", "-ltnH"] + ([f"sport = :{port}"] if port else []),
+                         capture_output=True, text=True, check=True).stdout
+    return sorted(line.split()[3] for line in out.splitlines())
+
+
+def sockets_in_state(port, state):
+    """The lines `ss -tan state STATE` shows for local port `port`."""
+    return subprocess.run(["ss", "-tanH", "state", state, f"sport = :{port}"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+
+
 def cpu_seconds(pid):
     """CPU time (user + system) a process has used so far, from /proc."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     # After ")": state is field 3, utime field 14, stime field 15 (man 5 proc).
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runnable_seconds(pid):
+    """How long a process has been running or ready to run (waiting for a
+    CPU) so far, from /proc/PID/schedstat: the CPU time it would have had
+    on a machine of its own.  A process that spins (never sleeps) shows all
+    the time that passes, however busy the other processes keep the CPUs,
+    where its CPU time would show only its share of them.  A kernel without
+    scheduler statistics (CONFIG_SCHED_INFO) gives CPU time instead."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            running, waiting = f.read().split()[:2]
+    except FileNotFoundError:
+        return cpu_seconds(pid)
+    return (int(running) + int(waiting)) / 1e9
+
+
+def busy_during(pid, window):
+    """Watch a process for `window` seconds (a measurement window, not a
+    wait for it): returns (seconds it was running or ready to run, seconds
+    that passed).  About equal: it spins; a small part: it sleeps."""
+    before, started = runnable_seconds(pid), time.monotonic()
+    time.sleep(window)
+    return runnable_seconds(pid) - before, time.monotonic() - started
 
 
 # -- strace ------------------------------------------------------------------

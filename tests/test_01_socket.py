@@ -6,16 +6,10 @@ import subprocess
 
 import pytest
 
-from programs import REFUSED, connect, explain
+from programs import REFUSED, connect, explain, listening_sockets
 
 STEP = "01_socket"
 FD_LINE = r"^socket fd (?P<fd>\d+) \((?P<family>IPv[46]) TCP\)$"
-
-
-def listening_ports():
-    """Every listening TCP port in this network, as `ss -ltnH` shows them."""
-    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[3] for line in out.splitlines()]
 
 
 def test_prints_its_socket_descriptor(program):
@@ -29,9 +23,9 @@ def test_prints_its_socket_descriptor(program):
 
 def test_nothing_listens_and_connects_are_refused(program, private_lab):
     with program(STEP).start(expect=FD_LINE) as server:
-        assert listening_ports() == [], explain(
+        assert listening_sockets() == [], explain(
             STEP, server.command, "no listening socket (ss -ltn shows nothing)",
-            f"ss shows {listening_ports()}", "socket() alone must not bind or listen")
+            f"ss shows {listening_sockets()}", "socket() alone must not bind or listen")
         outcome, _ = connect(private_lab, "127.0.0.1", 7777)
         assert outcome == REFUSED, explain(
             STEP, server.command, "a client connecting to 127.0.0.1:7777 is refused", outcome)

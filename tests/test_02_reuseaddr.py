@@ -4,11 +4,11 @@ import errno
 import re
 import socket
 import subprocess
-import time
 
 import pytest
 
-from programs import REFUSED, connect, explain, recv_exactly, CONNECTED
+from programs import (REFUSED, connect, explain, recv_exactly, CONNECTED, sockets_in_state,
+                      wait_until)
 
 STEP = "02_reuseaddr"
 OPTION_LINE = r"^SO_REUSEADDR = (?P<value>\d+)$"
@@ -28,18 +28,6 @@ def test_option_off_reads_back_as_zero(program):
                                      f"SO_REUSEADDR = {value}")
 
 
-def wait_for_time_wait(port, timeout=5):
-    """Poll `ss` until a connection on local port `port` sits in TIME-WAIT."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"],
-                             capture_output=True, text=True, check=True).stdout
-        if out.strip():
-            return out.strip()
-        time.sleep(0.02)   # polling with a deadline, not synchronising
-    return ""
-
-
 def leave_time_wait_on_a_port(program, lab):
     """Run the echo server of step 5, serve a client, and stop the server
     first: the server's side of that connection goes to TIME-WAIT."""
@@ -52,7 +40,7 @@ def leave_time_wait_on_a_port(program, lab):
             server.expect_clean_exit()     # the server closes first ...
             assert recv_exactly(client, 1, timeout=2) == b""   # ... the client sees EOF
     port = server.port
-    state = wait_for_time_wait(port)
+    state = wait_until(lambda: sockets_in_state(port, "time-wait"))
     assert state, explain(STEP, f"ss -tan state time-wait 'sport = :{port}'",
                           "a connection in TIME-WAIT after the server closed first", "none")
     return port

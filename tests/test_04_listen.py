@@ -13,7 +13,7 @@ import time
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, TIMED_OUT, connect, explain
+from programs import CONNECTED, REFUSED, TIMED_OUT, connect, explain, sockets_in_state
 
 STEP = "04_listen"
 
@@ -159,12 +159,6 @@ def counters_moved(before, timeout=3.0, **expected):
         time.sleep(0.01)
 
 
-def states_on_port(port, state):
-    """The lines `ss -tan state STATE` shows for local port `port`."""
-    return subprocess.run(["ss", "-tanH", "state", state, f"sport = :{port}"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
-
-
 OVERFLOWS = ("TcpExtListenOverflows", "TcpExtListenDrops")
 
 
@@ -222,7 +216,7 @@ def test_a_final_ack_that_finds_the_queue_full_is_dropped(program, private_lab,
             late.settimeout(2)
             defer_final_ack(late)
             late.connect(("127.0.0.1", server.port))
-            half_open = states_on_port(server.port, "syn-recv")
+            half_open = sockets_in_state(server.port, "syn-recv")
             if half_open:
                 break
             late.close()   # its ACK came before we looked: it is in the queue now
@@ -245,7 +239,7 @@ def test_a_final_ack_that_finds_the_queue_full_is_dropped(program, private_lab,
                     f"growth {growth}")
                 late.settimeout(1.5)
                 if abort_on_overflow == "0":
-                    assert states_on_port(server.port, "syn-recv"), explain(
+                    assert sockets_in_state(server.port, "syn-recv"), explain(
                         STEP, ran, "A's ACK is dropped: the server's side of A stays SYN-RECV "
                         "though A's connect() returned", "no SYN-RECV left")
                     with pytest.raises((socket.timeout, TimeoutError)):
@@ -306,7 +300,7 @@ def test_the_syn_queue(program, remote_lab, syncookies, max_syn_backlog, backlog
         # Every SYN ends up half-open, answered with a cookie, or dropped.
         deadline = time.monotonic() + 3
         while True:
-            seen = len(states_on_port(server.port, "syn-recv"))
+            seen = len(sockets_in_state(server.port, "syn-recv"))
             growth = {name: kernel_counters(name)[name] - before[name]
                       for name in SYN_QUEUE_COUNTERS}
             accounted = seen + growth["TcpExtTCPReqQFullDoCookies"] + growth["TcpExtListenDrops"]
@@ -361,7 +355,7 @@ def test_a_dropped_final_ack_completes_once_accept_makes_room(private_lab):
             late.settimeout(2)
             defer_final_ack(late)
             late.connect(("127.0.0.1", port))
-            if states_on_port(port, "syn-recv"):
+            if sockets_in_state(port, "syn-recv"):
                 break
             late.close()
             listener.settimeout(2)

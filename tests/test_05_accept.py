@@ -13,8 +13,9 @@ import time
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import (CONNECTED, REFUSED, ROOT, address_text, connect, explain, recv_exactly,
-                      receive_until_eof, send_until_stalled)
+from programs import (CONNECTED, REFUSED, ROOT, address_text, connect, explain, process_state,
+                      recv_exactly, receive_until_eof, send_until_stalled, sockets_in_state,
+                      wait_until)
 
 STEP = "05_accept"
 
@@ -153,12 +154,7 @@ def test_restarts_at_once_on_the_port_it_left_in_time_wait(program, private_lab)
                 STEP, server.command, "the client sees end of file when the server stops",
                 "no EOF")
     port = server.port
-    deadline = time.monotonic() + 5
-    time_wait = ""
-    while not time_wait and time.monotonic() < deadline:
-        time_wait = subprocess.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
-        time.sleep(0.02)   # polling with a deadline, not synchronising
+    time_wait = wait_until(lambda: sockets_in_state(port, "time-wait"))
     assert time_wait, explain(
         STEP, f"ss -tan state time-wait 'sport = :{port}'",
         "the stopped server's side of the connection is in TIME-WAIT", "none")
@@ -354,11 +350,6 @@ def test_a_client_that_resets_while_queued_is_accepted_then_reads_fail(program, 
             assert recv_exactly(third, 5) == b"three", explain(
                 STEP, server.command, "after a client that reset while queued, the next one "
                 "is echoed", "no echo")
-
-
-def process_state(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
 
 
 def wait_for_state(server, stopped, timeout=5):

@@ -6,12 +6,11 @@ as they exist.
 """
 
 import socket
-import subprocess
 
 import pytest
 
 from lab import REMOTE_V4
-from programs import all_steps, explain
+from programs import all_steps, explain, listening_sockets
 
 ALL_STEPS = all_steps()
 BINDING_STEPS = [step for step in ALL_STEPS if step >= "03"]
@@ -28,12 +27,8 @@ USAGE_ERRORS = [
 ]
 
 
-def listeners():
-    return subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
-
-
 def check_failure(program, step, args, status, message, prefix=()):
-    before = listeners()
+    before = listening_sockets()
     result = program(step).run(*args, prefix=prefix)
     command = program(step).command(args)
     lines = result.stderr.splitlines()
@@ -44,8 +39,8 @@ def check_failure(program, step, args, status, message, prefix=()):
         step, command, f"one line on stderr containing {message!r}", f"stderr {lines!r}")
     assert result.stdout == "", explain(step, command, "nothing on stdout (no 'listening on')",
                                         repr(result.stdout))
-    assert listeners() == before, explain(step, command, "nothing left listening",
-                                          f"ss -ltn before:\n{before}after:\n{listeners()}")
+    assert listening_sockets() == before, explain(step, command, "nothing left listening",
+                                          f"ss -ltn before: {before}; after: {listening_sockets()}")
 
 
 @pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) or "''" for a, _ in USAGE_ERRORS])

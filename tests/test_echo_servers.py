@@ -12,9 +12,9 @@ neither kills the server nor makes it spin; SIGINT/SIGTERM close every client.
     python3 -m pytest tests/test_echo_servers.py -k 07_poll
 
 Nothing sleeps to synchronise: we wait for the server's own lines or poll
-with a deadline.  Two tests pace themselves on purpose (a sender that
-trickles bytes, and a CPU-time measurement window); neither uses the pause
-to wait for the server.
+with a deadline.  Some tests pace themselves on purpose (a sender that
+trickles bytes, and windows in which a server is watched for spinning);
+none uses the pause to wait for the server.
 """
 
 import hashlib
@@ -29,17 +29,14 @@ import time
 
 import pytest
 
-from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, connect, cpu_seconds, explain, recv_exactly, resident_kib,
-                      strace_prefix, traced_child)
+from lab import REMOTE_V4
+from programs import (ALL_BYTES, busy_during, explain, open_client, peer_of, recv_exactly,
+                      recv_until_eof, reset, resident_kib, strace_prefix, traced_child,
+                      wait_until)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
 STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
-
-# Every byte value, so a server that treats the data as text (stops at a
-# NUL, translates line ends) gets caught.
-ALL_BYTES = bytes(range(256))
 
 
 @pytest.fixture(params=STEPS)
@@ -55,33 +52,6 @@ def where(request, lab):
     return request.param
 
 
-def server_address(where):
-    return "127.0.0.1" if where == "local" else LOCAL_V4
-
-
-def peer_of(sock):
-    """The client as the server names it in its lines: "ADDR:PORT"."""
-    host, port = sock.getsockname()[:2]
-    return re.escape(f"{host}:{port}")
-
-
-def open_client(lab, server, where="local", receive_buffer=None, timeout=5.0):
-    family = socket.AF_INET
-    if receive_buffer is None:
-        outcome, sock = connect(lab, server_address(where), server.port, where=where)
-        assert outcome == CONNECTED, explain(
-            server.step, server.command, f"a client ({where}) connects", outcome,
-            "is the server still running and listening?")
-    else:
-        sock = lab.socket(family, where)
-        # Before connect(), so the window the client advertises is small.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        sock.settimeout(timeout)
-        sock.connect((server_address(where), server.port))
-    sock.settimeout(timeout)
-    return sock
-
-
 def echo(server, sock, data, what="the client"):
     sock.sendall(data)
     back = recv_exactly(sock, len(data))
@@ -90,33 +60,6 @@ def echo(server, sock, data, what="the client"):
         f"it got {len(back)} bytes" + ("" if len(back) != len(data) else " that differ"),
         "a partial write not finished, bytes sent to the wrong client, or a client "
         "skipped when another one left")
-
-
-def recv_until_eof(sock, timeout=5.0, limit=1 << 20):
-    """Everything until the server closes; returns (data, saw_eof)."""
-    deadline = time.monotonic() + timeout
-    data = bytearray()
-    while len(data) <= limit:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return bytes(data), False
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except (socket.timeout, TimeoutError):
-            return bytes(data), False
-        except ConnectionResetError:
-            return bytes(data), True
-        if not chunk:
-            return bytes(data), True
-        data += chunk
-    return bytes(data), False
-
-
-def reset(sock):
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
 
 
 def wait_for_log(server, pattern, expected, hint, timeout=5):
@@ -130,15 +73,6 @@ def wait_for_log(server, pattern, expected, hint, timeout=5):
             server.step, server.command, expected,
             f"no line matching /{pattern}/ within {timeout} s; its last lines: "
             f"{server.lines[-4:]!r}", hint)) from None
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.02)
 
 
 class BackgroundSender:
@@ -400,15 +334,11 @@ def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program
                 "it sent all 20 MB without reading a byte of its echo",
                 "the server keeps reading a client whose output is full: stop asking to "
                 "read it (backpressure: connection_wants() without READ)")
-            window = 0.5
-            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(window)   # a measurement window, not a wait for the server
-            used = cpu_seconds(server.pid) - cpu_before
-            elapsed = time.monotonic() - started
-            assert used < elapsed * 0.5, explain(
+            busy, elapsed = busy_during(server.pid, 0.5)
+            assert busy < elapsed * 0.5, explain(
                 step, server.command, "while a held-back client reads nothing, the server sleeps",
-                f"it used {used:.2f} s of CPU in {elapsed:.2f} s "
-                f"(the client had sent {stalled_at} bytes)",
+                f"it ran or was ready to run {busy:.2f} s of {elapsed:.2f} s "
+                f"(/proc/PID/schedstat; the client had sent {stalled_at} bytes)",
                 "a client with a full output buffer is still watched for READ, so the "
                 "kernel says 'readable' at once, every time (backpressure: "
                 "connection_wants() must leave READ out while the buffer is full)")
@@ -574,16 +504,13 @@ def test_out_of_descriptors_neither_kills_nor_spins(step, program, lab):
             # At the limit with clients still arriving: a server that retries
             # accept() in a loop burns the whole window.
             waiting = [open_client(lab, server) for _ in range(2)]
-            window = 0.5
-            cpu_before, started = cpu_seconds(server.pid), time.monotonic()
-            time.sleep(window)   # a measurement window, not a wait for the server
-            used = cpu_seconds(server.pid) - cpu_before
-            elapsed = time.monotonic() - started
+            busy, elapsed = busy_during(server.pid, 0.5)
             for sock in waiting:
                 sock.close()
-            assert used < elapsed * 0.5, explain(
+            assert busy < elapsed * 0.5, explain(
                 step, server.command, "out of descriptors, the server waits without spinning",
-                f"it used {used:.2f} s of CPU in {elapsed:.2f} s",
+                f"it ran or was ready to run {busy:.2f} s of {elapsed:.2f} s "
+                "(/proc/PID/schedstat)",
                 "accept() failing with EMFILE leaves the client queued, so the listening socket "
                 "stays readable and the loop never sleeps")
             assert server.proc.poll() is None, explain(

@@ -13,12 +13,12 @@ computers, under both hosts files, and on a computer without ::1.
 import os
 import re
 import socket
-import subprocess
 
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import CONNECTED, REFUSED, address_text, connect, explain, recv_exactly
+from programs import (CONNECTED, REFUSED, address_text, connect, explain, listening_sockets,
+                      recv_exactly)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
@@ -40,13 +40,6 @@ def listening_on(server, count):
         start = server.lines.index(match.string, start) + 1
         found.append(match.group("address"))
     return found
-
-
-def listeners_in_ss(port=None):
-    """The local addresses listening (on `port`, or on any), as `ss -ltn` shows them."""
-    out = subprocess.run(["ss", "-ltnH"] + ([f"sport = :{port}"] if port else []),
-                         capture_output=True, text=True, check=True).stdout
-    return sorted(line.split()[3] for line in out.splitlines())
 
 
 def expect_outcome(server, lab, where, target, expected, why=""):
@@ -76,9 +69,9 @@ def test_localhost_is_every_loopback_address(step, program, remote_lab, hosts):
             f"one 'listening on' line per address of localhost, in getaddrinfo()'s order, one "
             f"port for all: {wanted}", f"{got} (all it printed: {server.lines})",
             "listen on every address getaddrinfo() returns, not only the first (steps 1-5 do)")
-        assert listeners_in_ss(server.port) == sorted(wanted), explain(
+        assert listening_sockets(server.port) == sorted(wanted), explain(
             step, f"ss -ltn 'sport = :{server.port}'", f"listening sockets on {sorted(wanted)}",
-            str(listeners_in_ss(server.port)))
+            str(listening_sockets(server.port)))
         for target in ("127.0.0.1", "::1"):
             expect_outcome(server, remote_lab, "local", target,
                            CONNECTED if target in hosts else REFUSED,
@@ -119,9 +112,9 @@ def test_without_ipv6_on_loopback_it_serves_what_it_can(step, program, private_l
             there = [address for address in hosts if address != "::1"]
             wanted = [address_text(address, server.port) for address in there]
             got = listening_on(server, len(wanted))
-            assert got == wanted and listeners_in_ss(server.port) == wanted, explain(
+            assert got == wanted and listening_sockets(server.port) == wanted, explain(
                 step, server.command, f"on a computer without ::1, listening on {wanted}",
-                f"it printed {server.lines}; ss shows {listeners_in_ss(server.port)}")
+                f"it printed {server.lines}; ss shows {listening_sockets(server.port)}")
             expect_outcome(server, private_lab, "local", "127.0.0.1", CONNECTED)
         skipped = [line for line in server.stderr.splitlines() if line]
         if "::1" in hosts:
@@ -152,7 +145,7 @@ def test_a_port_busy_on_one_address_fails_them_all(step, program, private_lab, h
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
         result = program(step).run("localhost", port)
-        left = listeners_in_ss(port)
+        left = listening_sockets(port)
     lines = result.stderr.splitlines()
     assert result.returncode == 1 and len(lines) == 1 \
         and f"bind 127.0.0.1:{port}: EADDRINUSE" in lines[0], explain(
@@ -203,9 +196,9 @@ def test_port_zero_gives_up_after_ten_picks(step, program, private_lab):
     with private_lab.sysctls({"net/ipv4/ip_local_port_range": "61000 61019"}):
         held = hold_ports(socket.AF_INET6, "::", range(61000, 61020))
         try:
-            before = listeners_in_ss()
+            before = listening_sockets()
             result = program(step).run("*", 0)
-            after = listeners_in_ss()
+            after = listening_sockets()
         finally:
             for sock in held:
                 sock.close()

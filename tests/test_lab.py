@@ -7,7 +7,11 @@ kernel settings leak into it.
     python3 -m pytest tests/test_lab.py
 """
 
+import json
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -93,3 +97,101 @@ def test_a_bad_lab_hosts_name_is_refused(monkeypatch):
         lab_module.hosts_name()
     monkeypatch.delenv("LAB_HOSTS")
     assert lab_module.hosts_name() == "stock"
+
+
+# -- labs inside the lab: what lets pytest-xdist workers run side by side --------
+#
+# Each worker makes a lab of its own (tests/lab.py, "Labs inside a lab"), so a
+# test that binds port 7777, changes a sysctl, counts packets, reads `ss` or
+# switches /etc/hosts (the `hosts` fixture) cannot meet another worker's.
+
+NESTED_LAB = r"""
+import json, os, socket, sys, threading
+sys.path.insert(0, sys.argv[1])
+# Like a pytest-xdist worker: a process with threads, which cannot make a
+# user namespace of its own.
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+import lab
+made = lab.enter(sys.argv[2])
+with open("/etc/hosts") as f:
+    hosts = f.read()
+with made.socket(socket.AF_INET) as listener:
+    listener.bind((lab.LOCAL_V4, 7777))
+    listener.listen()
+    with made.socket(socket.AF_INET, "remote") as client:
+        client.settimeout(5)
+        client.connect((lab.LOCAL_V4, 7777))
+print(json.dumps({"threads": len(os.listdir("/proc/self/task")), "remote": made.remote,
+                  "net": os.readlink("/proc/thread-self/ns/net"),
+                  "hosts_file": list(os.stat("/etc/hosts")[1:3]), "hosts": hosts}))
+"""
+
+
+def namespaces_and_hosts(pid="thread-self"):
+    return (os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/mnt"),
+            tuple(os.stat(f"/proc/{pid}/root/etc/hosts")[1:3]))
+
+
+def other_pytest_processes():
+    """Under pytest-xdist: the process that started this worker, and the
+    other workers (its children running the same Python); else none."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return []
+    parent = os.getppid()
+    children = []
+    for task in os.listdir(f"/proc/{parent}/task"):
+        with open(f"/proc/{parent}/task/{task}/children") as f:
+            children += [int(pid) for pid in f.read().split()]
+    python = os.readlink("/proc/self/exe")
+    others = [parent] + [pid for pid in children if pid != os.getpid()]
+    found = []
+    for pid in others:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") == python:
+                found.append(pid)
+        except FileNotFoundError:   # a worker that has just finished
+            pass
+    return found
+
+
+def test_a_process_with_threads_makes_a_lab_of_its_own_inside_this_one(lab, remote_lab):
+    mine = namespaces_and_hosts()
+    other_file = "ipv4-only" if lab.hosts == "stock" else "stock"
+    with open("/etc/hosts") as f:
+        before = f.read()
+    result = subprocess.run([sys.executable, "-c", NESTED_LAB, os.path.dirname(__file__),
+                             other_file], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, (
+        f"a process with threads, inside this lab, should make a lab of its own (as each "
+        f"pytest-xdist worker does): exit {result.returncode}, stderr {result.stderr[-2000:]}")
+    nested = json.loads(result.stdout)
+    assert nested["threads"] > 1 and nested["remote"], (
+        f"the nested lab, made by a process with threads, has its second computer: {nested}")
+    assert nested["net"] != mine[0], (
+        "the nested lab should have a network of its own (it bound port 7777 and connected "
+        f"from its own second computer): it shares ours, {mine[0]}")
+    assert tuple(nested["hosts_file"]) != mine[2] \
+            and nested["hosts"] == lab_module.HOSTS_FILES[other_file], (
+        f"the nested lab's /etc/hosts should be its own file, {other_file!r}: {nested}")
+    with open("/etc/hosts") as f:
+        after = f.read()
+    assert after == before == lab_module.HOSTS_FILES[lab.hosts], (
+        f"our /etc/hosts should not change when a nested lab uses {other_file!r}: "
+        f"before {before!r}, after {after!r}")
+
+
+def test_every_pytest_worker_has_its_own_network_and_hosts_file(lab):
+    # Serial (pytest without -n) there is no other process to compare with.
+    if not lab.names:
+        pytest.skip(f"needs the lab's own name resolution: {lab.reason}")
+    mine = namespaces_and_hosts()
+    for pid in other_pytest_processes():
+        try:
+            theirs = namespaces_and_hosts(pid)
+        except FileNotFoundError:   # it finished while we looked
+            continue
+        shared = [what for what, a, b in zip(("network namespace", "mount namespace",
+                                              "/etc/hosts file"), mine, theirs) if a == b]
+        assert not shared, (
+            f"pytest process {pid} shares our {', '.join(shared)}: tests running there at "
+            "the same time could see this worker's ports, sysctls or hosts file")

@@ -28,13 +28,12 @@ import signal
 import socket
 import struct
 import subprocess
-import time
 
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
 from programs import (CONNECTED, REFUSED, ADDRESS_LINE, Program, Server, connect, explain,
-                      recv_exactly)
+                      recv_exactly, sockets_in_state, wait_until)
 
 import test_01_socket
 import test_02_reuseaddr
@@ -62,7 +61,8 @@ def lua_missing():
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")
+LUA_MISSING = lua_missing()   # asked once: every pytest-xdist worker loads this file
+pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
 
 
 # -- running the Lua side ------------------------------------------------------
@@ -312,17 +312,6 @@ def test_classic_helper_wraps_port_99999_the_checked_one_refuses_it(private_lab,
                     f"exit {result.returncode}, stderr {result.stderr.strip()!r}")
 
 
-def time_wait_on(port, timeout=5):
-    """Poll `ss` with a deadline until local port `port` has a TIME-WAIT entry."""
-    deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        if out or time.monotonic() > deadline:
-            return out
-        time.sleep(0.02)   # the pause between polls, not a synchronisation
-
-
 def serve_one_client_and_close_first(server, lab):
     """A client talks to `server`, which closes first; returns its port once
     `ss` shows the server's side of that connection in TIME-WAIT."""
@@ -340,7 +329,7 @@ def serve_one_client_and_close_first(server, lab):
         assert recv_exactly(client, 1, timeout=2) == b"", explain(
             server.step, server.command, "the client sees EOF: the server closed first",
             "it did not")
-    state = time_wait_on(server.port)
+    state = wait_until(lambda: sockets_in_state(server.port, "time-wait"))
     assert state, explain(
         server.step, f"ss -tan state time-wait 'sport = :{server.port}'",
         "the server's side of the connection in TIME-WAIT: it closed first", "no entry",

@@ -4,8 +4,14 @@ and the same commands pass with the reference code in its place.
 
 Each check runs `tests/workspace.py` exactly as `make workspace` / `make check`
 do, into a temporary workspace and build folder (never the learner's own).
+Each takes seconds (a build, then a step's tests in a pytest of its own), so
+they are marked `long`: pytest-xdist hands them out first (tests/conftest.py),
+and the reference check of a Part 2 step, many times longer than the others,
+is split in two parts that run side by side (workspace.py --part).
 """
 
+import fcntl
+import json
 import os
 import re
 import shutil
@@ -15,6 +21,7 @@ import sys
 import pytest
 
 import skeletons
+import workspace as workspace_tool
 from programs import ADDRESS_LINE, all_steps, explain
 
 ROOT = skeletons.ROOT
@@ -24,6 +31,19 @@ IDEAS = [(step, name, number, wrong) for step in STEPS
          for wrong in ([False, True] if cut["wrong"] else [False])]
 TOOL = os.path.join(ROOT, "tests", "workspace.py")
 
+pytestmark = pytest.mark.long
+
+
+def reference_parts(step):
+    """Into how many parts the reference check of a step is split.  The steps
+    whose workspace holds common/ files (Part 2) are checked by the shared
+    tests of every echo server too: many times more checks than the others."""
+    return 2 if any("/" in name for name in skeletons.LESSONS.get(step, {})) else 1
+
+
+REFERENCE_CHECKS = [(step, part, reference_parts(step)) for step in STEPS
+                    for part in range(1, reference_parts(step) + 1)]
+
 
 def workspace_command(*args, timeout=600):
     result = subprocess.run([sys.executable, TOOL, *args], cwd=ROOT, capture_output=True,
@@ -31,10 +51,63 @@ def workspace_command(*args, timeout=600):
     return result, f"python3 tests/workspace.py {' '.join(args)}"
 
 
+def run_make(target, build_dir, workspace=None):
+    command = ["make", "--no-print-directory", f"BUILD={build_dir}"] \
+        + ([f"WORKSPACE={workspace}"] if workspace else []) + [target]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="session")
 def build_dirs(tmp_path_factory):
-    """One build folder for skeletons and one for references, for the whole run."""
-    return {kind: str(tmp_path_factory.mktemp(f"build-{kind}")) for kind in ("skeleton", "reference", "ideas")}
+    """A build folder per kind of workspace, for the whole run: a skeleton, the
+    reference, an idea cut out, a skeleton run untouched.  Kinds never share
+    one: a program built from one kind's sources must not pass for another's.
+
+    Each starts with common/ already compiled (libcommon.a), copied with its
+    times from a folder built once for the whole run, under a lock, by the
+    first pytest-xdist worker that needs it: make then sees it up to date."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent        # the run's folder, above each worker's own
+    common = shared / "workspace-common"
+    with open(shared / "workspace-common.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (common / "libcommon.a").exists():
+            made = run_make(str(common / "libcommon.a"), str(common))
+            assert made.returncode == 0, explain(
+                "common", f"make BUILD={common} {common}/libcommon.a", "common/ builds",
+                made.stderr[-2000:])
+    folders = {}
+    for kind in ("skeleton", "reference", "ideas", "untouched"):
+        folder = tmp_path_factory.mktemp(f"build-{kind}")
+        shutil.copytree(common, folder, dirs_exist_ok=True)   # copy2: times kept
+        folders[kind] = str(folder)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def reference_workspace(tmp_path_factory):
+    """step -> a workspace holding the reference code as a learner's would
+    be: written once per run (per worker), shared by a check's parts, so the
+    second part finds it built."""
+    written = {}
+
+    def workspace(step):
+        if step not in written:
+            folder = tmp_path_factory.mktemp(f"reference-{step}")
+            shutil.copytree(os.path.join(ROOT, "steps", step), folder / step)
+            # The common/ files the workspace holds too, as a learner's would be:
+            # the banner on top, the course's code in every TODO's place.
+            for name in skeletons.LESSONS[step]:
+                if "/" in name:
+                    short = os.path.basename(name)
+                    reference = skeletons.read_reference(step, name)
+                    (folder / step / short).write_text(
+                        skeletons.banner(step, short, name, reference) + reference)
+            written[step] = str(folder)
+        return written[step]
+    return workspace
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -61,25 +134,59 @@ def test_skeleton_builds_and_its_tests_fail(step, tmp_path, build_dirs, steps_di
         "the cut in tests/skeletons.py removes nothing the tests notice")
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_reference_passes_the_same_check(step, tmp_path, build_dirs, steps_dir):
-    workspace = tmp_path / "workspace"
-    shutil.copytree(os.path.join(ROOT, "steps", step), workspace / step)
-    # The common/ files the workspace holds too, as a learner's would be:
-    # the banner on top, the course's code in every TODO's place.
-    for name in skeletons.LESSONS[step]:
-        if "/" in name:
-            short = os.path.basename(name)
-            reference = skeletons.read_reference(step, name)
-            (workspace / step / short).write_text(
-                skeletons.banner(step, short, name, reference) + reference)
+@pytest.mark.parametrize("step, part, parts", REFERENCE_CHECKS, ids=[
+    step if parts == 1 else f"{step}-part{part}of{parts}" for step, part, parts in REFERENCE_CHECKS])
+def test_reference_passes_the_same_check(step, part, parts, build_dirs, reference_workspace,
+                                         steps_dir):
     checked, command = workspace_command(
-        "check", step, "--workspace", str(workspace), "--build", build_dirs["reference"],
-        "--reference", os.path.abspath(steps_dir))
+        "check", step, "--workspace", reference_workspace(step), "--build",
+        build_dirs["reference"], "--reference", os.path.abspath(steps_dir),
+        *(["--part", f"{part}/{parts}"] if parts > 1 else []))
     output = checked.stdout + checked.stderr
     assert checked.returncode == 0 and f"step {step}: all " in output, explain(
         step, command, "the reference code, checked as a learner's, passes",
         f"exit status {checked.returncode}:\n{output[-3000:]}")
+
+
+# Loads the whole suite, as make check did before it loaded only the files
+# workspace.test_files() picks, and lists the files holding each step's checks.
+FILES_WITH_CHECKS = r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import pytest, workspace
+from programs import all_steps
+found = {step: set() for step in all_steps()}
+class Files:
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            for step in found:
+                if workspace.StepReport(step, None).is_for_step(item):
+                    found[step].add(os.path.basename(str(item.fspath)))
+status = pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "--co",
+                     f"--steps-dir={sys.argv[2]}",
+                     "--ignore", os.path.join(sys.argv[1], "test_workspace.py"), sys.argv[1]],
+                    plugins=[Files()])
+if status != 0:
+    sys.exit(f"pytest --co: exit status {status}")
+print(json.dumps({step: sorted(files) for step, files in found.items()}))
+'''
+
+
+def test_make_check_loads_every_file_that_holds_checks_of_the_step(steps_dir):
+    tests = os.path.join(ROOT, "tests")
+    result = subprocess.run([sys.executable, "-c", FILES_WITH_CHECKS, tests, steps_dir],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"listing the checks failed: {result.stderr[-2000:]}"
+    found = json.loads(result.stdout.splitlines()[-1])
+    for step in STEPS:
+        assert found[step], f"no test file holds checks of {step}: {result.stdout[-2000:]}"
+        loaded = {os.path.basename(path) for path in workspace_tool.test_files(step)}
+        missed = sorted(set(found[step]) - loaded)
+        assert not missed, explain(
+            step, f"make check STEP={step}", "it loads every test file that holds checks of "
+            f"the step (workspace.test_files: {sorted(loaded)})",
+            f"{missed} hold(s) checks of {step} but would not be loaded",
+            "a test gets its `step` parameter in a way test_files() does not see: teach it")
 
 
 def test_new_never_overwrites_the_learners_file(tmp_path):
@@ -113,21 +220,19 @@ def write_workspace(folder, step, sources):
 
 def build_skeleton(step, workspace, build_dir):
     target = os.path.join(build_dir, "workspace", step, step)
-    made = subprocess.run(["make", "--no-print-directory", f"BUILD={build_dir}",
-                           f"WORKSPACE={workspace}", target], cwd=ROOT, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    made = run_make(target, build_dir, workspace)
     assert made.returncode == 0, explain(
         step, f"make {target}", "the skeleton builds", made.stderr[-2000:])
     return target
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path):
+def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path, build_dirs):
     """Run as written by make workspace, a skeleton must not look like a
     working program (step 3 used to print "bound to 0.0.0.0:0" and wait):
     it stops, exit status 3, with a line naming the TODO it reached."""
     write_workspace(str(tmp_path / "ws"), step, skeletons.step_sources(step)[0])
-    program = build_skeleton(step, str(tmp_path / "ws"), str(tmp_path / "build"))
+    program = build_skeleton(step, str(tmp_path / "ws"), build_dirs["untouched"])
     command = f"{os.path.relpath(program, ROOT)} 127.0.0.1 0"
     proc = subprocess.Popen([program, "127.0.0.1", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)

@@ -11,7 +11,8 @@ STEP may also be given as 03 or 3.  workspace/ is yours: git ignores it.
 
 make check runs the same tests as `make test`, selected for the one step:
 tests/test_NN_*.py, and the tests parametrized over every step (their
-`step` parameter) for this step only.  The program under test is yours;
+`step` parameter) for this step only (it loads only the test files that
+can hold them, test_files()).  The program under test is yours;
 any other step's program a test needs (step 2's restart test uses 03_bind
 and 05_accept) is the reference build, so each step is checked on its own.
 Instead of pytest's tracebacks it prints each check in words, and for each
@@ -20,9 +21,16 @@ failure what was run, what was expected, what happened and the likely cause
 
 Exit status: 0 all checks pass, 1 some failed, 2 usage error, 3 your code
 did not build.
+
+For the course's own tests (tests/test_workspace.py), `--part K/N` runs
+every Nth check from the Kth on, so that a long check can be split over
+parallel workers.
 """
 
 import argparse
+import ast
+import functools
+import glob
 import os
 import re
 import subprocess
@@ -102,6 +110,78 @@ def new(step, workspace):
 
 # -- make check ----------------------------------------------------------------
 
+def _takes_step(function):
+    arguments = function.args
+    return any(arg.arg == "step"
+               for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs)
+
+
+def _names_step(call):
+    """parametrize("step, x", ...) or usefixtures("step"): "step" among the names."""
+    return any(isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+               and "step" in (name.strip() for name in arg.value.split(","))
+               for arg in call.args)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_facts(path):
+    """What a test file's code says about `step` parameters: (whether a test
+    or fixture in it takes one, or a parametrize/usefixtures names it; the
+    test functions that take one; the tests it borrows from other test
+    files, as (file, function))."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        tree = ast.parse(text, path)
+    except SyntaxError:        # loaded anyway: pytest reports it, in words
+        return True, set(), []
+    holds, takers, borrowed = False, set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            fixture = any("fixture" in ast.unparse(d) for d in node.decorator_list)
+            if (node.name.startswith("test") or node.name == "pytest_generate_tests"
+                    or fixture) and _takes_step(node):
+                holds = True
+                takers.add(node.name)
+            if fixture and node.name == "step":
+                holds = True
+        elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in ("parametrize", "usefixtures") and _names_step(node):
+                holds = True
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_"):
+            borrowed += [(node.module, alias.name) for alias in node.names]
+    for node in tree.body:   # test_x = test_other.test_y
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name):
+            borrowed.append((node.value.value.id, node.value.attr))
+    return holds, takers, borrowed
+
+
+def test_files(step):
+    """The test files that can hold checks of `step` (StepReport.is_for_step):
+    the step's own, tests/test_NN_*.py, and those where a test can get a
+    `step` parameter: a test or fixture taking one, a parametrize or
+    usefixtures naming it, or a test borrowed from such a file.  make check
+    loads only these (loading the whole suite takes a while); all of them
+    where conftest.py itself gives tests a `step`.  tests/test_workspace.py
+    checks that no check is missed."""
+    number = step.split("_", 1)[0]
+    paths = sorted(path for path in glob.glob(os.path.join(TESTS, "test_*.py"))
+                   if os.path.basename(path) != "test_workspace.py")
+    if _step_facts(os.path.join(TESTS, "conftest.py"))[0]:
+        return paths
+    facts = {os.path.basename(path)[:-3]: _step_facts(path) for path in paths}
+    chosen = []
+    for path in paths:
+        module = os.path.basename(path)[:-3]
+        holds, _, borrowed = facts[module]
+        if module.startswith(f"test_{number}_") or holds or any(
+                function in facts.get(source, (False, set()))[1] for source, function in borrowed):
+            chosen.append(path)
+    return chosen
+
+
 def build(step, build_dir, workspace):
     """make builds workspace/STEP/*.c with the course's flags: the program, or None."""
     target = os.path.join(build_dir, "workspace", step, step)
@@ -175,8 +255,9 @@ def explanation(excinfo):
 class StepReport:
     """A pytest plugin: select one step's tests, report them in words."""
 
-    def __init__(self, step, out):
+    def __init__(self, step, out, part=None):
         self.step = step
+        self.part = part           # (K, N): every Nth check from the Kth on
         self.number = step.split("_", 1)[0]
         self.out = out
         self.results = {}          # nodeid -> (outcome, words, detail)
@@ -204,9 +285,13 @@ class StepReport:
 
     def pytest_collection_modifyitems(self, config, items):
         chosen = [item for item in items if self.is_for_step(item)]
+        if self.part:
+            number, parts = self.part
+            chosen = chosen[number - 1::parts]
         config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
         items[:] = chosen
-        self.say(f"checking step {self.step}: {len(chosen)} checks")
+        self.say(f"checking step {self.step}: {len(chosen)} checks"
+                 + (f" (part {self.part[0]} of {self.part[1]})" if self.part else ""))
 
     @hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -278,7 +363,8 @@ class StepReport:
         return 0
 
 
-def check(step, build_dir, workspace, reference_dir, first_failure=False, only=None):
+def check(step, build_dir, workspace, reference_dir, first_failure=False, only=None,
+          part=None):
     if pytest is None:
         print("make check: no Python with pytest found; install it: sudo apt-get install "
               "python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest", file=sys.stderr)
@@ -296,15 +382,26 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
 
     # pytest captures our stdout while tests run: the report writes to a copy.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    report = StepReport(step, out)
+    report = StepReport(step, out, part)
     os.chdir(ROOT)
     pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
-                 f"--steps-dir={steps_dir}", "--ignore", os.path.join(TESTS, "test_workspace.py"),
-                 *(["-x"] if first_failure else []), *(["-k", only] if only else []), TESTS],
+                 f"--steps-dir={steps_dir}", *(["-x"] if first_failure else []),
+                 *(["-k", only] if only else []), *test_files(step)],
                 plugins=[report])
     status = report.summary(workspace)
     out.close()
     return status
+
+
+def part_of(text):
+    """'2/3' -> (2, 3)."""
+    try:
+        number, parts = (int(n) for n in text.split("/"))
+    except ValueError:
+        number = parts = 0
+    if not 1 <= number <= parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: K/N with 1 <= K <= N, e.g. 2/3")
+    return number, parts
 
 
 def main():
@@ -318,13 +415,15 @@ def main():
     parser.add_argument("--first-failure", action="store_true", help="stop at the first failure")
     parser.add_argument("--only", metavar="WORDS",
                         help="only the checks whose names match (pytest -k), e.g. --only idle")
+    parser.add_argument("--part", metavar="K/N", type=part_of,
+                        help="every Nth check from the Kth on (tests/test_workspace.py)")
     args = parser.parse_intermixed_args()
     step = resolve_step(args.step, "workspace" if args.command == "new" else "check")
     workspace = os.path.abspath(args.workspace)
     if args.command == "new":
         return new(step, workspace)
     return check(step, args.build, workspace, args.reference or args.build, args.first_failure,
-                 args.only)
+                 args.only, args.part)
 
 
 if __name__ == "__main__":
