@@ -34,11 +34,10 @@ import time
 
 import pytest
 
-from programs import (CONNECTED, ROOT, connect, explain, recv_exactly, send_until_stalled,
-                      strace_prefix, traced_child, why_not_built)
+from programs import (CONNECTED, ROOT, connect, explain, recv_exactly, resident_kib,
+                      send_until_stalled, strace_prefix, traced_child, why_not_built)
 from test_08_epoll import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, enough_descriptors,  # noqa: F401
                            open_connections, sockets_held, wait_for_sockets_held)
-from test_echo_servers import rss_kib
 
 STEP = "09_io_uring"
 IDLE_BYTES_PER_CONNECTION = 1024   # a generous bound: the server needs a few hundred
@@ -52,7 +51,7 @@ def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
     with program(STEP).start("--quiet", "--max-clients", CONNECTIONS, "*", 0, BACKLOG) as server:
         command = server.command
         before_sockets = sockets_held(server.pid)
-        before_kib = rss_kib(server.pid)
+        before_kib = resident_kib(server.pid)
         sockets, failures = open_connections(lab, server.port, CONNECTIONS, PHASE_SECONDS)
         try:
             assert not failures, explain(
@@ -65,7 +64,7 @@ def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
                 STEP, command, f"the server holds all {CONNECTIONS} connections at once",
                 f"it holds {held - before_sockets} (/proc/{server.pid}/fd)")
 
-            idle_kib = rss_kib(server.pid)
+            idle_kib = resident_kib(server.pid)
             per_idle = (idle_kib - before_kib) * 1024 / CONNECTIONS
             assert per_idle < IDLE_BYTES_PER_CONNECTION, explain(
                 STEP, command, f"an idle connection costs the server less than "
@@ -84,7 +83,7 @@ def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
 
             # Every client has received and been echoed: the bytes went through
             # the pool and the buffers went back.  Only the pool itself stays.
-            echoed_kib = rss_kib(server.pid)
+            echoed_kib = resident_kib(server.pid)
             per_echoed = ((echoed_kib - before_kib) * 1024 - POOL_BYTES) / CONNECTIONS
             assert per_echoed < IDLE_BYTES_PER_CONNECTION, explain(
                 STEP, command, "after each client's echo, the server holds no buffer for it: "
