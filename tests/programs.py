@@ -465,6 +465,17 @@ def runnable_seconds(pid):
     return (int(running) + int(waiting)) / 1e9
 
 
+def cpu_wait_seconds(pid):
+    """How long a process has waited so far, ready to run, for a CPU that
+    other processes held (/proc/PID/schedstat): what a busy machine took from
+    it.  0 where the kernel keeps no scheduler statistics."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except FileNotFoundError:
+        return 0.0
+
+
 def busy_during(pid, window):
     """Watch a process for `window` seconds (a measurement window, not a
     wait for it): returns (seconds it was running or ready to run, seconds

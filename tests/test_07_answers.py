@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from programs import busy_during, explain, process_state, recv_exactly, recv_until_eof
+from programs import (busy_during, cpu_wait_seconds, explain, process_state, recv_exactly,
+                      recv_until_eof)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,11 +46,13 @@ def wait_asleep(pid, timeout=SECONDS):
 
 
 def wake_ups(pid, window):
-    """How often the process went to sleep and was woken in `window` s."""
+    """How often the process went to sleep and was woken in `window` s, and
+    how long it waited meanwhile for a CPU other processes held."""
     wait_asleep(pid)
-    before = status_field(pid, "voluntary_ctxt_switches")
+    before, waited = status_field(pid, "voluntary_ctxt_switches"), cpu_wait_seconds(pid)
     time.sleep(window)   # a measurement window, not a wait for the program
-    return status_field(pid, "voluntary_ctxt_switches") - before
+    return (status_field(pid, "voluntary_ctxt_switches") - before,
+            cpu_wait_seconds(pid) - waited)
 
 
 # -- exercise 1: asleep in poll() ---------------------------------------------
@@ -57,7 +60,7 @@ def wake_ups(pid, window):
 @pytest.mark.parametrize("step", ["07_poll"])
 def test_exercise_1_an_idle_poll_server_is_never_woken(step, program, private_lab):
     with program(step).start("127.0.0.1", 0) as server:
-        woken = wake_ups(server.pid, 1.0)
+        woken, _ = wake_ups(server.pid, 1.0)
         assert woken == 0, explain(
             step, server.command, "with no client, the server sleeps in poll(..., -1): "
             "voluntary_ctxt_switches does not move", f"it was woken {woken} times in 1 s",
@@ -67,9 +70,15 @@ def test_exercise_1_an_idle_poll_server_is_never_woken(step, program, private_la
 @pytest.mark.parametrize("step", ["06_frame_loop"])
 def test_exercise_1_an_idle_frame_loop_wakes_every_frame(step, program, private_lab):
     with program(step).start("127.0.0.1", 0) as server:
-        woken = wake_ups(server.pid, 1.0)
         # 60 frames/s, one clock_nanosleep each; a loaded machine may make
         # a frame late, and a late frame does not sleep: at least a third.
+        # A window in which the loop waited for a CPU long enough to account
+        # for half the missing sleeps measures the machine: measured again
+        # (test_06_frame_loop.py's Seconds says more).
+        for attempt in range(3):
+            woken, waited = wake_ups(server.pid, 1.0)
+            if woken >= 20 or waited * 60 < (60 - woken) * 0.5:
+                break
         assert 20 <= woken <= 70, explain(
             step, server.command, "with no client, the frame loop still sleeps and wakes "
             "once per frame, 60 times a second", f"it was woken {woken} times in 1 s")
