@@ -32,13 +32,10 @@ import subprocess
 import termios
 import time
 
-import pytest
-
-from programs import (CONNECTED, ROOT, connect, explain, recv_exactly, send_until_stalled,
-                      strace_prefix, traced_child, why_not_built)
-from test_08_epoll import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, enough_descriptors,  # noqa: F401
-                           open_connections, sockets_held, wait_for_sockets_held)
-from test_echo_servers import rss_kib
+from crowd import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, open_connections,
+                   sockets_held, wait_for_sockets_held)
+from programs import (CONNECTED, ROOT, connect, explain, recv_exactly, resident_kib,
+                      send_until_stalled, strace_prefix, traced_child, why_not_built)
 
 STEP = "09_io_uring"
 IDLE_BYTES_PER_CONNECTION = 1024   # a generous bound: the server needs a few hundred
@@ -48,11 +45,11 @@ POOL_BYTES = 512 * 4096            # steps/09_io_uring/echo.h: BUFFER_COUNT x BU
 
 
 def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
-        program, lab, enough_descriptors):  # noqa: F811
+        program, lab, enough_descriptors):
     with program(STEP).start("--quiet", "--max-clients", CONNECTIONS, "*", 0, BACKLOG) as server:
         command = server.command
         before_sockets = sockets_held(server.pid)
-        before_kib = rss_kib(server.pid)
+        before_kib = resident_kib(server.pid)
         sockets, failures = open_connections(lab, server.port, CONNECTIONS, PHASE_SECONDS)
         try:
             assert not failures, explain(
@@ -65,7 +62,7 @@ def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
                 STEP, command, f"the server holds all {CONNECTIONS} connections at once",
                 f"it holds {held - before_sockets} (/proc/{server.pid}/fd)")
 
-            idle_kib = rss_kib(server.pid)
+            idle_kib = resident_kib(server.pid)
             per_idle = (idle_kib - before_kib) * 1024 / CONNECTIONS
             assert per_idle < IDLE_BYTES_PER_CONNECTION, explain(
                 STEP, command, f"an idle connection costs the server less than "
@@ -84,7 +81,7 @@ def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
 
             # Every client has received and been echoed: the bytes went through
             # the pool and the buffers went back.  Only the pool itself stays.
-            echoed_kib = rss_kib(server.pid)
+            echoed_kib = resident_kib(server.pid)
             per_echoed = ((echoed_kib - before_kib) * 1024 - POOL_BYTES) / CONNECTIONS
             assert per_echoed < IDLE_BYTES_PER_CONNECTION, explain(
                 STEP, command, "after each client's echo, the server holds no buffer for it: "
