@@ -199,20 +199,26 @@ def send_while_stopped(pid, clients, payloads):
         os.kill(pid, signal.SIGCONT)
 
 
-def receive_all(clients, payloads, timeout):
-    """Reads each client's echo; returns the indexes that did not get theirs."""
+def receive_all(clients, payloads, timeout, stalled_after=5):
+    """Reads each client's echo; returns the indexes that did not get theirs.
+    Gives up at `timeout`, or once no byte at all has come for
+    `stalled_after` seconds (a server that stopped echoing)."""
     received = {sock: bytearray() for sock in clients}
     wanted = dict(zip(clients, payloads))
     deadline = time.monotonic() + timeout
+    last_byte = time.monotonic()
     with selectors.DefaultSelector() as selector:
         for sock in clients:
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
         waiting = len(clients)
-        while waiting and time.monotonic() < deadline:
+        while (waiting and time.monotonic() < deadline
+               and time.monotonic() - last_byte < stalled_after):
             for key, _ in selector.select(min(1.0, max(0.0, deadline - time.monotonic()))):
                 sock = key.fileobj
                 chunk = sock.recv(65536)
+                if chunk:
+                    last_byte = time.monotonic()
                 received[sock] += chunk
                 if not chunk or len(received[sock]) >= len(wanted[sock]):
                     selector.unregister(sock)
