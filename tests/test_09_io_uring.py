@@ -372,7 +372,10 @@ def stop_pipe_write_end(pid):
     holds both (its stdout and stderr are pipes to the test: one end each)."""
     ends = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:   # closed while we looked (the client that just left)
+            continue
         if target.startswith("pipe:"):
             ends.setdefault(target, []).append(int(fd))
     for fds in ends.values():

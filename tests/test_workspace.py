@@ -23,6 +23,7 @@ import pytest
 import skeletons
 import workspace as workspace_tool
 from programs import ADDRESS_LINE, all_steps, explain
+from test_echo_servers import STEPS as ECHO_SERVER_STEPS
 
 ROOT = skeletons.ROOT
 STEPS = all_steps()
@@ -35,10 +36,10 @@ pytestmark = pytest.mark.long
 
 
 def reference_parts(step):
-    """Into how many parts the reference check of a step is split.  The steps
-    whose workspace holds common/ files (Part 2) are checked by the shared
-    tests of every echo server too: many times more checks than the others."""
-    return 2 if any("/" in name for name in skeletons.LESSONS.get(step, {})) else 1
+    """Into how many parts the reference check of a step is split.  The echo
+    servers of Part 2 are checked by the tests they share too
+    (test_echo_servers.py): many times more checks than the other steps."""
+    return 2 if step in ECHO_SERVER_STEPS else 1
 
 
 REFERENCE_CHECKS = [(step, part, reference_parts(step)) for step in STEPS
