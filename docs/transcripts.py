@@ -335,6 +335,17 @@ def _task_states_and_children(pid):
     return states, children
 
 
+def _group_alive(pgid):
+    """Is any process left in process group pgid?"""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _all_asleep(roots):
     """Is every process under these roots blocked (S) or finished (Z)?"""
     # Down from the roots: only the jobs' own processes are read (a scan of
@@ -474,6 +485,11 @@ class Runner:
                     raise RuntimeError(f"`{command}`: job %{number} did not exit within "
                                        f"{STOP_SECONDS} s")
                 self._drain(wait=0.05)
+            # The job's other processes (the nc of `... | nc`) may still be
+            # dying after its shell has gone, their sockets not yet closed:
+            # wait until its process group is empty.
+            while _group_alive(job.pid) and time.monotonic() < deadline:
+                self._drain(wait=0.02)
         self._wait_quiet(f"after `{command}`")
 
     def run(self, entries):
