@@ -319,6 +319,21 @@ def _process_table():
     return table
 
 
+def _group_running(pgid):
+    """Is a process of this process group still running (not a zombie)?"""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # it ended while we looked
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def _task_states_and_children(pid):
     """([each thread's state], [child pids]) of a process, read from its own
     /proc/PID/task/*/ files; None if it has ended (or the kernel keeps no
@@ -333,17 +348,6 @@ def _task_states_and_children(pid):
     except OSError:
         return None
     return states, children
-
-
-def _group_alive(pgid):
-    """Is any process left in process group pgid?"""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _all_asleep(roots):
@@ -478,18 +482,15 @@ class Runner:
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + STOP_SECONDS
-            while job.poll() is None:
+            # The job's first process ends; the others of its group (a pipeline's
+            # nc, whose last packets the server answers) may be a moment behind.
+            while job.poll() is None or _group_running(job.pid):
                 if time.monotonic() > deadline:
                     os.killpg(job.pid, signal.SIGKILL)
                     job.wait()
                     raise RuntimeError(f"`{command}`: job %{number} did not exit within "
                                        f"{STOP_SECONDS} s")
-                self._drain(wait=0.05)
-            # The job's other processes (the nc of `... | nc`) may still be
-            # dying after its shell has gone, their sockets not yet closed:
-            # wait until its process group is empty.
-            while _group_alive(job.pid) and time.monotonic() < deadline:
-                self._drain(wait=0.02)
+                self._drain(wait=0.05 if job.poll() is None else 0.01)
         self._wait_quiet(f"after `{command}`")
 
     def run(self, entries):

@@ -6,6 +6,7 @@ what it usually means.  Nothing here sleeps to synchronise: we wait for the
 program's own line ("listening on ADDR:PORT") or poll with a deadline.
 """
 
+import fcntl
 import os
 import re
 import selectors
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import termios
 import time
 
 from lab import LOCAL_V4
@@ -419,6 +421,12 @@ def process_state(pid):
     """R running, S sleeping, T stopped ... (/proc/PID/stat, man 5 proc)."""
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def unsent(sock):
+    """Bytes this socket sent that the peer's kernel has not acknowledged
+    yet (TIOCOUTQ): 0 once all arrived."""
+    return int.from_bytes(fcntl.ioctl(sock, termios.TIOCOUTQ, bytes(4)), "little")
 
 
 def listening_sockets(port=None):

@@ -36,7 +36,7 @@ from crowd import (BACKLOG, CONNECTIONS, FROM_REMOTE_EVERY, PHASE_SECONDS, echo_
 from lab import REMOTE_V4
 from programs import (CONNECTED, ROOT, Program, busy_during, connect, explain,
                       process_state, receive_until_eof, recv_exactly, resident_kib,
-                      send_until_stalled, strace_prefix, traced_child, wait_until)
+                      send_until_stalled, strace_prefix, traced_child, unsent, wait_until)
 
 STEP = "08_epoll"
 MEASURE_SECONDS = 0.5    # the window in which a server is watched for spinning
@@ -350,11 +350,6 @@ def edge_triggered_copy(tmp_path_factory):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"building the edge-triggered copy failed: {result.stderr}"
     return str(folder)
-
-
-def unsent(sock):
-    """Bytes sent but not yet acknowledged (TIOCOUTQ): 0 once all arrived."""
-    return int.from_bytes(fcntl.ioctl(sock, termios.TIOCOUTQ, bytes(4)), "little")
 
 
 def echo_of_a_burst(server, lab, size):

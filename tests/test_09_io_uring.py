@@ -20,7 +20,6 @@ tested for each of them in test_echo_servers.py.  This file tests what step
     python3 -m pytest tests -k 09_io_uring
 """
 
-import fcntl
 import hashlib
 import os
 import re
@@ -29,13 +28,13 @@ import selectors
 import signal
 import socket
 import subprocess
-import termios
 import time
 
 from crowd import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, open_connections,
                    sockets_held, wait_for_sockets_held)
-from programs import (CONNECTED, ROOT, connect, explain, recv_exactly, resident_kib,
-                      send_until_stalled, strace_prefix, traced_child, why_not_built)
+from programs import (CONNECTED, ROOT, connect, explain, process_state, recv_exactly,
+                      resident_kib, send_until_stalled, strace_prefix, traced_child, unsent,
+                      wait_until, why_not_built)
 
 STEP = "09_io_uring"
 IDLE_BYTES_PER_CONNECTION = 1024   # a generous bound: the server needs a few hundred
@@ -151,20 +150,6 @@ def test_a_round_trip_costs_io_uring_enter_calls_and_nothing_else(program, lab, 
         "a socket read or written directly instead of through the ring")
 
 
-def process_state(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
-
-
-def wait_for(condition, timeout=5):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)   # polling with a deadline, not synchronising
-    return True
-
-
 def wait_until_steady(measure, steady_for, timeout):
     """Poll measure() until it returns the same value for steady_for seconds;
     False if it is still changing after timeout."""
@@ -180,20 +165,15 @@ def wait_until_steady(measure, steady_for, timeout):
     return False
 
 
-def unsent(sock):
-    """Bytes this socket sent that the peer's kernel has not acknowledged."""
-    return int.from_bytes(fcntl.ioctl(sock, termios.TIOCOUTQ, bytes(4)), "little")
-
-
 def send_while_stopped(pid, clients, payloads):
     """Each client sends its payload while the server (pid) is stopped
     (SIGSTOP), so that all of it waits in the kernel when it continues."""
     os.kill(pid, signal.SIGSTOP)
     try:
-        assert wait_for(lambda: process_state(pid) in "tT"), "the server did not stop"
+        assert wait_until(lambda: process_state(pid) in "tT"), "the server did not stop"
         for sock, payload in zip(clients, payloads):
             sock.sendall(payload)
-        assert wait_for(lambda: all(unsent(sock) == 0 for sock in clients)), \
+        assert wait_until(lambda: all(unsent(sock) == 0 for sock in clients)), \
             "the clients' data never reached the server's sockets"
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -395,7 +375,7 @@ def test_the_ring_watches_the_stop_pipe_and_each_client(program, lab):
             f"none in /proc/{server.pid}/fd")
         # "listening on" comes before the first io_uring_enter() submits them.
         wanted = [IORING_OP_POLL_ADD, IORING_OP_ACCEPT]
-        wait_for(lambda: requests_waiting(server.pid, ring_fd) == wanted, 2)
+        wait_until(lambda: requests_waiting(server.pid, ring_fd) == wanted, 2)
         start = requests_waiting(server.pid, ring_fd)
         assert start == wanted, explain(
             STEP, server.command, "waiting in the ring at first: a poll of the stop pipe "
@@ -406,7 +386,7 @@ def test_the_ring_watches_the_stop_pipe_and_each_client(program, lab):
             client.sendall(b"hi")
             assert recv_exactly(client, 2) == b"hi"
             wanted = sorted(start + [IORING_OP_RECV])
-            wait_for(lambda: requests_waiting(server.pid, ring_fd) == wanted, 2)
+            wait_until(lambda: requests_waiting(server.pid, ring_fd) == wanted, 2)
             with_client = requests_waiting(server.pid, ring_fd)
         assert with_client == sorted(start + [IORING_OP_RECV]), explain(
             STEP, server.command, f"a connected client adds its multishot recv (op={IORING_OP_RECV})",
@@ -420,7 +400,7 @@ def test_the_ring_watches_the_stop_pipe_and_each_client(program, lab):
         fd = os.open(f"/proc/{server.pid}/fd/{write_end}", os.O_WRONLY)
         os.write(fd, b"\0")
         os.close(fd)
-        gone = wait_for(lambda: IORING_OP_POLL_ADD not in requests_waiting(server.pid, ring_fd), 2)
+        gone = wait_until(lambda: IORING_OP_POLL_ADD not in requests_waiting(server.pid, ring_fd), 2)
         assert gone, explain(
             STEP, server.command, "a byte written into the stop pipe completes the ring's poll "
             "request", f"ops still waiting: {requests_waiting(server.pid, ring_fd)}",

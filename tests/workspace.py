@@ -123,6 +123,13 @@ def _names_step(call):
                for arg in call.args)
 
 
+# Text without which _step_facts() finds nothing: `step` between brackets,
+# commas or quotes (an argument, a parametrize name), a fixture named step,
+# a test borrowed from another file.  Files without it are not parsed.
+_STEP_HINT = re.compile(r"""[(,"']\s*step\s*[,)=:"']|def\s+step\s*\(|"""
+                        r"^\s*(from\s+test_\w+\s+import|\w+\s*=\s*test_\w+\.)", re.MULTILINE)
+
+
 @functools.lru_cache(maxsize=None)
 def _step_facts(path):
     """What a test file's code says about `step` parameters: (whether a test
@@ -131,6 +138,8 @@ def _step_facts(path):
     files, as (file, function))."""
     with open(path) as f:
         text = f.read()
+    if not _STEP_HINT.search(text):
+        return False, set(), []
     try:
         tree = ast.parse(text, path)
     except SyntaxError:        # loaded anyway: pytest reports it, in words
