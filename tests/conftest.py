@@ -32,6 +32,7 @@ first, so that the run does not end waiting for one of them.
 """
 
 import os
+import resource
 
 import pytest
 
@@ -134,3 +135,22 @@ def program(steps_dir):
             pytest.skip(f"{step} was not built: {reason}")
         return Program(steps_dir, step)
     return program_of
+
+
+@pytest.fixture
+def enough_descriptors():
+    """Raise the soft open-files limit to the hard limit for this test.
+
+    Raising the hard limit takes privilege outside the lab's user namespace,
+    so it is left to whoever starts pytest."""
+    from crowd import CONNECTIONS, SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = CONNECTIONS + SPARE_FDS
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"{CONNECTIONS} connections need {needed} open files per process, but the "
+                    f"hard limit (ulimit -Hn) is {hard}: raise it, e.g. `ulimit -Hn {needed}` "
+                    f"as root, LimitNOFILE={needed} for a systemd service, or `nofile` in "
+                    "/etc/security/limits.conf")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

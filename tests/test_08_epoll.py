@@ -17,14 +17,11 @@ command to raise it.
     python3 -m pytest tests -k 08_epoll        (a few seconds; not marked slow)
 """
 
-import errno
 import fcntl
 import hashlib
 import os
 import re
-import resource
 import select
-import selectors
 import signal
 import socket
 import subprocess
@@ -33,168 +30,21 @@ import time
 
 import pytest
 
-from lab import LOCAL_V4, REMOTE_V4
+from crowd import (BACKLOG, CONNECTIONS, FROM_REMOTE_EVERY, PHASE_SECONDS, echo_all,
+                   established_on_port, max_open_files, open_connections, sockets_held,
+                   wait_for_sockets_held)
+from lab import REMOTE_V4
 from programs import (CONNECTED, ROOT, Program, busy_during, connect, explain,
                       process_state, receive_until_eof, recv_exactly, resident_kib,
                       send_until_stalled, strace_prefix, traced_child, unsent, wait_until)
 
 STEP = "08_epoll"
-CONNECTIONS = 10_000
-FROM_REMOTE_EVERY = 10   # every 10th connection comes from the other computer
-CONNECTS_IN_FLIGHT = 500  # a bounded batch of handshakes at a time
-BACKLOG = 1024           # room for a batch in the accept queue
-SPARE_FDS = 200          # what pytest, the lab and the server need besides
-PHASE_SECONDS = 60       # each phase (connect, accept, echo, close) must finish in this
 MEASURE_SECONDS = 0.5    # the window in which a server is watched for spinning
 # What 10,000 idle clients may add to the server's resident memory (its own
 # memory: the kernel's socket buffers are not counted in VmRSS).  A slot is
 # 128 bytes; a client owed nothing holds no buffer.  Step 8 once kept a
 # 64 KiB buffer per client from its first byte: 4 KiB per client, 40 MiB.
 IDLE_MEMORY_KIB = 4 * 1024
-
-
-@pytest.fixture
-def enough_descriptors():
-    """Raise the soft open-files limit to the hard limit for this test.
-
-    Raising the hard limit takes privilege outside the lab's user namespace,
-    so it is left to whoever starts pytest."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = CONNECTIONS + SPARE_FDS
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"{CONNECTIONS} connections need {needed} open files per process, but the "
-                    f"hard limit (ulimit -Hn) is {hard}: raise it, e.g. `ulimit -Hn {needed}` "
-                    f"as root, LimitNOFILE={needed} for a systemd service, or `nofile` in "
-                    "/etc/security/limits.conf")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    yield hard
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def max_open_files(pid):
-    with open(f"/proc/{pid}/limits") as limits:
-        for line in limits:
-            if line.startswith("Max open files"):
-                soft = line.split()[3]
-                return float("inf") if soft == "unlimited" else int(soft)
-    return 0
-
-
-def sockets_held(pid):
-    """How many of the process's descriptors are sockets (/proc/PID/fd)."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                count += 1
-        except FileNotFoundError:   # closed while we looked
-            pass
-    return count
-
-
-def wait_for_sockets_held(server, expected, timeout):
-    """Poll the server's socket count until it is `expected`; returns the last count."""
-    deadline = time.monotonic() + timeout
-    while True:
-        held = sockets_held(server.pid)
-        if held == expected or time.monotonic() > deadline or server.proc.poll() is not None:
-            return held
-        time.sleep(0.05)   # polling interval, not synchronisation: the deadline decides
-
-
-def established_on_port(port):
-    """What `ss` shows: established TCP connections whose local port is `port`."""
-    result = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
-                            capture_output=True, text=True, timeout=10)
-    return len(result.stdout.splitlines())
-
-
-def open_connections(lab, port, count, timeout):
-    """Open `count` connections, at most CONNECTS_IN_FLIGHT handshakes at a time.
-
-    Returns (sockets, failures): sockets[i] is None where connection i failed,
-    and failures lists why, as text."""
-    sockets = [None] * count
-    failures = []
-    connecting = {}   # socket -> its index
-    deadline = time.monotonic() + timeout
-    next_index = 0
-    with selectors.EpollSelector() as selector:
-        while (next_index < count or connecting) and not failures:
-            while next_index < count and len(connecting) < CONNECTS_IN_FLIGHT:
-                remote = lab.remote and next_index % FROM_REMOTE_EVERY == 0
-                host = LOCAL_V4 if remote else "127.0.0.1"
-                sock = lab.socket(socket.AF_INET, "remote" if remote else "local")
-                sock.setblocking(False)
-                status = sock.connect_ex((host, port))
-                if status not in (0, errno.EINPROGRESS):
-                    failures.append(f"connection {next_index} to {host}: {os.strerror(status)}")
-                    sock.close()
-                    break
-                connecting[sock] = next_index
-                selector.register(sock, selectors.EVENT_WRITE)
-                next_index += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                failures.append(f"{next_index - len(connecting)} of {count} connected in "
-                                f"{timeout} s; {len(connecting)} handshakes still pending")
-                break
-            for key, _ in selector.select(min(left, 1.0)):
-                sock = key.fileobj
-                index = connecting.pop(sock)
-                selector.unregister(sock)
-                status = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if status:
-                    failures.append(f"connection {index}: {os.strerror(status)}")
-                    sock.close()
-                else:
-                    sockets[index] = sock
-        for sock in connecting:
-            sock.close()
-    return sockets, failures
-
-
-def echo_all(sockets, timeout):
-    """Each socket sends its own payload at once; returns the failures, as text."""
-    payloads = {sock: f"connection {i:05d} {os.urandom(4).hex()}\n".encode()
-                for i, sock in enumerate(sockets)}
-    to_send = dict(payloads)
-    received = {sock: bytearray() for sock in sockets}
-    failures = []
-    deadline = time.monotonic() + timeout
-    with selectors.EpollSelector() as selector:
-        for sock in sockets:
-            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-        waiting = len(sockets)
-        while waiting and len(failures) < 10:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for key, events in selector.select(min(left, 1.0)):
-                sock = key.fileobj
-                if events & selectors.EVENT_WRITE and to_send[sock]:
-                    sent = sock.send(to_send[sock])
-                    to_send[sock] = to_send[sock][sent:]
-                    if not to_send[sock]:
-                        selector.modify(sock, selectors.EVENT_READ)
-                if not events & selectors.EVENT_READ:
-                    continue
-                try:
-                    chunk = sock.recv(4096)
-                except ConnectionResetError:
-                    chunk = None
-                got, expected = received[sock], payloads[sock]
-                if chunk:
-                    got += chunk
-                if not chunk or len(got) >= len(expected):
-                    selector.unregister(sock)
-                    waiting -= 1
-                    if bytes(got) != expected:
-                        how = {None: "reset", b"": "closed"}.get(chunk, "answered")
-                        failures.append(f"sent {expected!r}, got {bytes(got)!r} ({how})")
-        if waiting and len(failures) < 10:
-            failures.append(f"{waiting} connections had no complete echo after {timeout} s")
-    return failures
 
 
 def test_holds_ten_thousand_connections_and_echoes_on_each(program, lab, enough_descriptors):

@@ -30,13 +30,11 @@ import socket
 import subprocess
 import time
 
-import pytest
-
+from crowd import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, open_connections,
+                   sockets_held, wait_for_sockets_held)
 from programs import (CONNECTED, ROOT, connect, explain, process_state, recv_exactly,
                       resident_kib, send_until_stalled, strace_prefix, traced_child, unsent,
                       wait_until, why_not_built)
-from test_08_epoll import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, enough_descriptors,  # noqa: F401
-                           open_connections, sockets_held, wait_for_sockets_held)
 
 STEP = "09_io_uring"
 IDLE_BYTES_PER_CONNECTION = 1024   # a generous bound: the server needs a few hundred
@@ -46,7 +44,7 @@ POOL_BYTES = 512 * 4096            # steps/09_io_uring/echo.h: BUFFER_COUNT x BU
 
 
 def test_holds_ten_thousand_connections_in_little_memory_and_echoes_on_each(
-        program, lab, enough_descriptors):  # noqa: F811
+        program, lab, enough_descriptors):
     with program(STEP).start("--quiet", "--max-clients", CONNECTIONS, "*", 0, BACKLOG) as server:
         command = server.command
         before_sockets = sockets_held(server.pid)
@@ -181,10 +179,10 @@ def send_while_stopped(pid, clients, payloads):
         os.kill(pid, signal.SIGCONT)
 
 
-def receive_all(clients, payloads, timeout, stalled=5):
+def receive_all(clients, payloads, timeout, stalled_after=5):
     """Reads each client's echo; returns the indexes that did not get theirs.
-    Gives up after `timeout` seconds, or once no byte has come for `stalled`
-    seconds (a server that stopped echoing: no need to wait for the rest)."""
+    Gives up at `timeout`, or once no byte at all has come for
+    `stalled_after` seconds (a server that stopped echoing)."""
     received = {sock: bytearray() for sock in clients}
     wanted = dict(zip(clients, payloads))
     deadline = time.monotonic() + timeout
@@ -194,11 +192,13 @@ def receive_all(clients, payloads, timeout, stalled=5):
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
         waiting = len(clients)
-        while waiting and time.monotonic() < min(deadline, last_byte + stalled):
+        while (waiting and time.monotonic() < deadline
+               and time.monotonic() - last_byte < stalled_after):
             for key, _ in selector.select(min(1.0, max(0.0, deadline - time.monotonic()))):
                 sock = key.fileobj
                 chunk = sock.recv(65536)
-                last_byte = time.monotonic()
+                if chunk:
+                    last_byte = time.monotonic()
                 received[sock] += chunk
                 if not chunk or len(received[sock]) >= len(wanted[sock]):
                     selector.unregister(sock)
