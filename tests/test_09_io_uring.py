@@ -334,12 +334,17 @@ def ring_descriptor(pid):
     return None
 
 
-def requests_waiting(pid, ring_fd):
+def requests_waiting(pid, ring_fd, timeout=2):
     """The kernel's list of the ring's requests waiting for their file to be
     ready (/proc/PID/fdinfo/RING, "PollList:"): their IORING_OP_ numbers."""
-    with open(f"/proc/{pid}/fdinfo/{ring_fd}") as f:
-        info = f.read()
-    assert "PollList:" in info, f"no PollList in /proc/{pid}/fdinfo/{ring_fd}: {info[:500]}"
+    def fdinfo():
+        with open(f"/proc/{pid}/fdinfo/{ring_fd}") as f:
+            info = f.read()
+        # The kernel shows the ring only when it can take the ring's lock at
+        # once: not while the server is inside io_uring_enter() submitting.
+        return info if "PollList:" in info else None
+    info = wait_until(fdinfo, timeout)
+    assert info, f"no PollList in /proc/{pid}/fdinfo/{ring_fd} within {timeout} s"
     listing = info.split("PollList:", 1)[1].split("\n\n", 1)[0]
     return sorted(int(op) for op in re.findall(r"op=(\d+)", listing))
 
