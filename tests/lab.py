@@ -115,6 +115,11 @@ SYSCTLS = {
     "net/ipv4/tcp_window_scaling": "1",
     # A closed connection's TIME-WAIT is kept (lesson 2), up to this many.
     "net/ipv4/tcp_max_tw_buckets": "65536",
+    # ... and a reset arriving then does not end it (RFC 1337; the kernel's
+    # default, 0, lets it): on a busy machine a packet of the closing
+    # connection, delivered late, was answered with one, and the TIME-WAIT a
+    # lesson shows was gone before `ss` could list it.
+    "net/ipv4/tcp_rfc1337": "1",
     # Socket buffer sizes (min, default, max): what a slow reader lets pile
     # up in the kernel.  Copied from the machine's into a new namespace.
     "net/ipv4/tcp_rmem": "4096 131072 6291456",
