@@ -105,3 +105,9 @@ void format_call_error(char *err, size_t err_size, const char *call,
     snprintf(err, err_size, "%s %s: %s (%s)", call, where, errno_name(errnum),
              strerror(errnum));
 }
+
+void print_call_error(const char *program, const char *call, int errnum)
+{
+    fprintf(stderr, "%s: %s: %s (%s)\n", program, call, errno_name(errnum),
+            strerror(errnum));
+}

@@ -44,4 +44,8 @@ void format_call_error(char *err, size_t err_size, const char *call,
                        const struct sockaddr *addr, socklen_t addr_len,
                        int errnum);
 
+/* Prints "PROGRAM: CALL: ENAME (strerror text)" on stderr: a call that failed
+ * on no address in particular (epoll_create1, poll, fcntl ...). */
+void print_call_error(const char *program, const char *call, int errnum);
+
 #endif

@@ -353,22 +353,22 @@ IORING_OP_POLL_ADD, IORING_OP_ACCEPT, IORING_OP_RECV = 6, 13, 27   # linux/io_ur
 
 
 def stop_pipe_write_end(pid):
-    """The write end of the stop pipe: the one pipe whose two ends the server
-    holds both (its stdout and stderr are pipes to the test: one end each)."""
+    """The write end of the stop pipe: the one pipe whose read end the server
+    holds too (its stdout and stderr are pipes to the test: write ends only,
+    stdout's twice, as the log opens it anew)."""
     ends = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
         except FileNotFoundError:   # closed while we looked (the client that just left)
             continue
         if target.startswith("pipe:"):
-            ends.setdefault(target, []).append(int(fd))
-    for fds in ends.values():
-        for fd in fds if len(fds) == 2 else []:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                flags = int(info.read().split("flags:")[1].split()[0], 8)
-            if flags & os.O_ACCMODE == os.O_WRONLY:
-                return fd
+            ends.setdefault(target, {})[flags & os.O_ACCMODE] = int(fd)
+    for modes in ends.values():
+        if os.O_RDONLY in modes and os.O_WRONLY in modes:
+            return modes[os.O_WRONLY]
     return None
 
 

@@ -51,12 +51,13 @@
  * Usage: 06_frame_loop [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                      [--fps N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
  * Clients default to 100 (--max-clients) and frames to 60 per second
- * (--fps, 1-1000); no idle timeout unless given.
+ * (--fps, 1-1000); a client silent for 60 s is closed (--idle-timeout 0: never).
  */
 #include "address.h"
 #include "args.h"
 #include "connections.h"
 #include "listeners.h"
+#include "log.h"
 #include "signals.h"
 
 #include <errno.h>
@@ -91,16 +92,15 @@ struct frame_counter {
 };
 
 /* The host program's work for one frame: once a second, the report. */
-static void host_frame_work(struct frame_counter *counter, int client_count, bool quiet)
+static void host_frame_work(struct frame_counter *counter, int client_count, bool quiet,
+                            struct server_log *log)
 {
     double now = monotonic_seconds();
     if (now - counter->since >= 1.0) {
-        if (!quiet) {
-            printf("frames: %.0f/s, clients: %d, late frames: %d\n",
-                   counter->frames / (now - counter->since), client_count,
-                   counter->late_frames);
-            fflush(stdout);
-        }
+        if (!quiet)
+            log_line(log, "frames: %.0f/s, clients: %d, late frames: %d",
+                     counter->frames / (now - counter->since), client_count,
+                     counter->late_frames);
         counter->since = now;
         counter->frames = 0;
         counter->late_frames = 0;
@@ -140,11 +140,15 @@ int main(int argc, char **argv)
      * waiting there while the frame (and every other client) stands still. */
     for (int l = 0; l < listeners.count; l++)
         if (set_nonblocking(listeners.list[l].fd) == -1) {
-            perror(argv[0]);
+            print_call_error(argv[0], "fcntl O_NONBLOCK", errno);
             listeners_close(&listeners);
             return 1;
         }
 
+    /* Even the host's report must never hold up a frame: a log that never
+     * waits for stdout (common/log.h). */
+    struct server_log log;
+    log_open(&log);
     struct connection_table table;
     /* One pollfd per listening socket, then one per possible client; the
      * matching client of fds[i] is clients[i]. */
@@ -152,13 +156,12 @@ int main(int argc, char **argv)
     struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
     struct connection **clients = calloc((size_t)args.max_clients + first_client,
                                          sizeof *clients);
-    if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
-        perror(argv[0]);
+    if (fds == NULL || clients == NULL || connections_init(&table, &args, &log) == -1) {
+        print_call_error(argv[0], "calloc", errno);
         return 1;
     }
     for (int l = 0; l < listeners.count; l++)
-        printf("listening on %s\n", listeners.list[l].address);
-    fflush(stdout);
+        log_line(&log, "listening on %s", listeners.list[l].address);
 
     double frame_seconds = 1.0 / args.fps;
     double next_frame = monotonic_seconds();
@@ -188,7 +191,7 @@ int main(int argc, char **argv)
         if (ready == -1) {
             if (errno == EINTR)
                 continue;              /* a signal: the loop test decides */
-            perror("poll");
+            print_call_error(argv[0], "poll", errno);
             break;
         }
 
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
                     ;                  /* next frame watches the new ones */
 
         /* 3. The host program's turn. */
-        host_frame_work(&counter, table.count, args.quiet);
+        host_frame_work(&counter, table.count, args.quiet, &log);
 
         /* 4. Sleep until the next frame is due. */
         next_frame += frame_seconds;
@@ -215,19 +218,18 @@ int main(int argc, char **argv)
         }
         int sleep_error = sleep_until(next_frame);
         if (sleep_error != 0 && sleep_error != EINTR) {
-            fprintf(stderr, "clock_nanosleep: %s\n", strerror(sleep_error));
+            print_call_error(argv[0], "clock_nanosleep", sleep_error);
             break;
         }
     }
 
-    if (stop_requested()) {
-        printf("stopping on %s\n", stop_signal_name());
-        fflush(stdout);
-    }
+    if (stop_requested())
+        log_line(&log, "stopping on %s", stop_signal_name());
     connections_close_all(&table, "server stopping");
     connections_free(&table);
     free(clients);
     free(fds);
     listeners_close(&listeners);
+    log_close(&log);
     return stop_requested() ? 0 : 1;
 }

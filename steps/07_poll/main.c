@@ -30,12 +30,13 @@
  *
  * Usage: 07_poll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
- * N defaults to 1000; no idle timeout unless given.
+ * N defaults to 1000; a client silent for 60 s is closed (--idle-timeout 0: never).
  */
 #include "address.h"
 #include "args.h"
 #include "connections.h"
 #include "listeners.h"
+#include "log.h"
 #include "signals.h"
 
 #include <errno.h>
@@ -78,11 +79,13 @@ int main(int argc, char **argv)
      * waiting there while the other clients starve. */
     for (int l = 0; l < listeners.count; l++)
         if (set_nonblocking(listeners.list[l].fd) == -1) {
-            perror(argv[0]);
+            print_call_error(argv[0], "fcntl O_NONBLOCK", errno);
             listeners_close(&listeners);
             return 1;
         }
 
+    struct server_log log;        /* stdout, never waited for (common/log.h) */
+    log_open(&log);
     struct connection_table table;
     /* One pollfd per listening socket, one for the stop pipe, one per
      * possible client; the matching client of fds[i] is clients[i]. */
@@ -90,14 +93,13 @@ int main(int argc, char **argv)
     struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
     struct connection **clients = calloc((size_t)args.max_clients + first_client,
                                          sizeof *clients);
-    if (fds == NULL || clients == NULL || connections_init(&table, &args) == -1) {
-        perror(argv[0]);
+    if (fds == NULL || clients == NULL || connections_init(&table, &args, &log) == -1) {
+        print_call_error(argv[0], "calloc", errno);
         return 1;
     }
     int stop_fd = stop_signal_fd();
     for (int l = 0; l < listeners.count; l++)
-        printf("listening on %s\n", listeners.list[l].address);
-    fflush(stdout);
+        log_line(&log, "listening on %s", listeners.list[l].address);
 
     while (!stop_requested()) {
         int timeout_ms = connections_expire(&table);
@@ -126,7 +128,7 @@ int main(int argc, char **argv)
         if (ready == -1) {
             if (errno == EINTR)
                 continue;              /* a signal: the loop test decides */
-            perror("poll");
+            print_call_error(argv[0], "poll", errno);
             break;
         }
 
@@ -141,14 +143,13 @@ int main(int argc, char **argv)
                     ;                  /* next round watches the new ones */
     }
 
-    if (stop_requested()) {
-        printf("stopping on %s\n", stop_signal_name());
-        fflush(stdout);
-    }
+    if (stop_requested())
+        log_line(&log, "stopping on %s", stop_signal_name());
     connections_close_all(&table, "server stopping");
     connections_free(&table);
     free(clients);
     free(fds);
     listeners_close(&listeners);
+    log_close(&log);
     return stop_requested() ? 0 : 1;
 }

@@ -45,7 +45,7 @@
  *
  * Usage: 08_epoll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                 [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * N defaults to 10000; no idle timeout unless given.
+ * N defaults to 10000; a client silent for 60 s is closed (--idle-timeout 0: never).
  */
 #ifndef __linux__
 #error "step 8 uses epoll, which only Linux has (BSD and macOS: kqueue). Use step 7 (poll) here; make -k builds the other steps."
@@ -55,6 +55,7 @@
 #include "args.h"
 #include "connections.h"
 #include "listeners.h"
+#include "log.h"
 #include "signals.h"
 
 #include <errno.h>
@@ -127,34 +128,37 @@ int main(int argc, char **argv)
     if (listeners.skipped[0] != '\0')
         fprintf(stderr, "%s: skipped, not on this computer: %s\n", argv[0], listeners.skipped);
 
+    struct server_log log;        /* stdout, never waited for (common/log.h) */
+    log_open(&log);
     struct connection_table table;
     /* The stop pipe, as in step 7; its event carries its own address. */
     struct epoll_event stop_event = { .events = EPOLLIN, .data.ptr = &stop_event };
-    int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd == -1
-        || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_signal_fd(), &stop_event) == -1
-        || connections_init(&table, &args) == -1) {
-        perror(argv[0]);
-        return 1;
-    }
-    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
-     * waiting there while the other clients starve. */
-    for (int l = 0; l < listeners.count; l++)
-        if (set_nonblocking(listeners.list[l].fd) == -1) {
-            perror(argv[0]);
-            return 1;
-        }
     /* The listening sockets are registered once; clients are registered as
      * they come (watch) and leave the set by themselves when their
      * descriptor is closed (ours is the only one: no dup(), no fork()). */
     bool listen_watched = true;
-    if (watch_listeners(epoll_fd, EPOLL_CTL_ADD, &listeners, listen_watched) == -1) {
-        perror("epoll_ctl");
+    const char *failed_call = NULL;
+    int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd == -1)
+        failed_call = "epoll_create1";
+    else if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_signal_fd(), &stop_event) == -1)
+        failed_call = "epoll_ctl (stop pipe)";
+    else if (connections_init(&table, &args, &log) == -1)
+        failed_call = "connections_init";
+    /* Non-blocking: accept() says EAGAIN when the queue is empty instead of
+     * waiting there while the other clients starve. */
+    for (int l = 0; l < listeners.count && failed_call == NULL; l++)
+        if (set_nonblocking(listeners.list[l].fd) == -1)
+            failed_call = "fcntl O_NONBLOCK";
+    if (failed_call == NULL
+        && watch_listeners(epoll_fd, EPOLL_CTL_ADD, &listeners, listen_watched) == -1)
+        failed_call = "epoll_ctl (listening socket)";
+    if (failed_call != NULL) {
+        print_call_error(argv[0], failed_call, errno);
         return 1;
     }
     for (int l = 0; l < listeners.count; l++)
-        printf("listening on %s\n", listeners.list[l].address);
-    fflush(stdout);
+        log_line(&log, "listening on %s", listeners.list[l].address);
 
     while (!stop_requested()) {
         int timeout_ms = connections_expire(&table);
@@ -164,7 +168,7 @@ int main(int argc, char **argv)
         if (connections_accepting(&table) != listen_watched) {
             listen_watched = !listen_watched;
             if (watch_listeners(epoll_fd, EPOLL_CTL_MOD, &listeners, listen_watched) == -1) {
-                perror("epoll_ctl");
+                print_call_error(argv[0], "epoll_ctl (listening socket)", errno);
                 break;
             }
         }
@@ -174,7 +178,7 @@ int main(int argc, char **argv)
         if (ready == -1) {
             if (errno == EINTR)
                 continue;              /* a signal: the loop test decides */
-            perror("epoll_wait");
+            print_call_error(argv[0], "epoll_wait", errno);
             break;
         }
 
@@ -199,13 +203,12 @@ int main(int argc, char **argv)
         }
     }
 
-    if (stop_requested()) {
-        printf("stopping on %s\n", stop_signal_name());
-        fflush(stdout);
-    }
+    if (stop_requested())
+        log_line(&log, "stopping on %s", stop_signal_name());
     connections_close_all(&table, "server stopping");
     connections_free(&table);
     close(epoll_fd);
     listeners_close(&listeners);
+    log_close(&log);
     return stop_requested() ? 0 : 1;
 }

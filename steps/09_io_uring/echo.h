@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "listeners.h"
+#include "log.h"
 
 /* liburing (Debian: liburing-dev).  Its header defines _GNU_SOURCE for
  * itself (musl hides cpu_set_t without it); nothing here relies on that. */
@@ -54,7 +55,10 @@ struct server {
     int client_count;                   /* open clients */
     int closing_count;                  /* closed, waiting for their last completions */
     int max_clients;
+    struct server_log *log;             /* where the lines go (common/log.h) */
     bool quiet;                         /* no line per connection */
+    double refusals_quiet_until;        /* no "refused" line of its own before then */
+    unsigned long refusals_unlogged;    /* refused meanwhile, not yet summed up */
     bool stopping;
     double idle_timeout;                /* seconds; 0: never */
 };
@@ -73,8 +77,9 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe);
  * ended, and gives waiting clients a recv again if the pool has buffers. */
 void server_rearm(struct server *server);
 
-/* Closes the clients idle for idle_timeout and ends an accept pause.
- * Returns the seconds until it has something to do again, -1 for never. */
+/* Closes the clients idle for idle_timeout, ends an accept pause, sums up
+ * refusals, and writes what stdout takes of the log.  Returns the seconds
+ * until it has something to do again, -1 for never. */
 double server_expire(struct server *server);
 
 /* Closes every client ("closed PEER: reason"), cancels every request, and

@@ -53,7 +53,7 @@
  *
  * Usage: 09_io_uring [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                    [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * N defaults to 10000; no idle timeout unless given.
+ * N defaults to 10000; a client silent for 60 s is closed (--idle-timeout 0: never).
  */
 #ifndef __linux__
 #error "step 9 uses io_uring, which only Linux has.  Use step 7 (poll) here; make -k builds the other steps."
@@ -132,7 +132,9 @@ int main(int argc, char **argv)
 
     /* The two rings.  Unlike steps 6-8, no socket is made non-blocking:
      * no call of ours ever waits on one; the kernel does the waiting. */
-    struct server server = { .spare_fd = -1 };
+    struct server_log log;        /* stdout, never waited for (common/log.h) */
+    log_open(&log);
+    struct server server = { .spare_fd = -1, .log = &log };
     int failed = ring_init(&server.ring);
     if (failed) {
         report_no_io_uring(argv[0], failed);
@@ -147,8 +149,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int l = 0; l < listeners.count; l++)
-        printf("listening on %s\n", listeners.list[l].address);
-    fflush(stdout);
+        log_line(&log, "listening on %s", listeners.list[l].address);
 
     while (!stop_requested()) {
         double wait_seconds = server_expire(&server);   /* idle clients go */
@@ -178,13 +179,12 @@ int main(int argc, char **argv)
         server_rearm(&server);   /* multishot requests that ended, if still wanted */
     }
 
-    if (stop_requested()) {
-        printf("stopping on %s\n", stop_signal_name());
-        fflush(stdout);
-    }
+    if (stop_requested())
+        log_line(&log, "stopping on %s", stop_signal_name());
     server_close_all(&server, "server stopping");
     server_free(&server);
     io_uring_queue_exit(&server.ring);
     listeners_close(&listeners);
+    log_close(&log);
     return stop_requested() ? 0 : 1;
 }
