@@ -19,6 +19,9 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
                  "  PORT     0-65535, default %d; 0 lets the kernel pick\n"
                  "  BACKLOG  length of the accept queue, default %d\n",
             DEFAULT_PORT, DEFAULT_BACKLOG);
+    if (accepted & OPTION_IDLE_TIMEOUT)
+        fprintf(out, "  --idle-timeout SECONDS  close a client silent this long,"
+                     " default %d; 0: never\n", DEFAULT_IDLE_TIMEOUT);
 }
 
 static void usage_error(const char *program, const char *what,
@@ -57,7 +60,7 @@ void parse_server_args(int argc, char **argv, unsigned accepted,
     args->reuseaddr = true;
     args->quiet = false;
     args->max_clients = default_max_clients;
-    args->idle_timeout = 0;
+    args->idle_timeout = DEFAULT_IDLE_TIMEOUT;
     args->fps = DEFAULT_FPS;
 
     int i = 1;

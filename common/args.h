@@ -27,6 +27,11 @@ enum server_option {
 };
 
 #define DEFAULT_FPS 60
+/* A client silent this long is closed, unless --idle-timeout says otherwise
+ * (0: never).  nginx's client_body_timeout and send_timeout are 60 s too: a
+ * person typing pauses for less, and a client that holds a slot without a
+ * word gives it back within a minute. */
+#define DEFAULT_IDLE_TIMEOUT 60
 
 struct server_args {
     const char *host;
@@ -35,7 +40,7 @@ struct server_args {
     bool reuseaddr;        /* true unless --no-reuseaddr */
     bool quiet;
     int max_clients;       /* default_max_clients unless --max-clients */
-    double idle_timeout;   /* seconds; 0 means never */
+    double idle_timeout;   /* seconds, DEFAULT_IDLE_TIMEOUT unless given; 0 means never */
     int fps;               /* DEFAULT_FPS unless --fps */
 };
 

@@ -35,13 +35,12 @@ int set_nonblocking(int fd)
     return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-static void log_line(const struct connection_table *table, const char *verb,
-                     const char *peer, const char *detail)
+static void log_event(const struct connection_table *table, const char *verb,
+                      const char *peer, const char *detail)
 {
-    if (table->quiet)
+    if (table->quiet || table->log == NULL)
         return;
-    printf("%s %s%s\n", verb, peer, detail);
-    fflush(stdout);
+    log_line(table->log, "%s %s%s", verb, peer, detail);
 }
 
 /* The spare descriptor: any file will do; /dev/null always exists. */
@@ -50,7 +49,8 @@ static int open_spare(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-int connections_init(struct connection_table *table, const struct server_args *args)
+int connections_init(struct connection_table *table, const struct server_args *args,
+                     struct server_log *log)
 {
     memset(table, 0, sizeof *table);
     /* calloc() of a large table maps zeroed pages that cost memory only
@@ -64,6 +64,7 @@ int connections_init(struct connection_table *table, const struct server_args *a
         return -1;
     }
     table->max_clients = args->max_clients;
+    table->log = log;
     table->quiet = args->quiet;
     table->idle_timeout = args->idle_timeout;
     table->spare_fd = open_spare();   /* -1 is survivable: we pause instead */
@@ -134,8 +135,10 @@ void connection_close(struct connection_table *table, struct connection *c,
 {
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", reason);
-    log_line(table, "closed", c->peer, detail);
+    log_event(table, "closed", c->peer, detail);
     close(c->fd);
+    if (table->spare_fd == -1)
+        table->spare_fd = open_spare();   /* a descriptor was just freed */
     free(c->output);
     unlink_client(table, c);
     memset(c, 0, sizeof *c);
@@ -154,18 +157,37 @@ static void close_on_error(struct connection_table *table, struct connection *c,
     connection_close(table, c, reason);
 }
 
+/* "refused N more clients": the refusals not logged one by one. */
+static void sum_up_refusals(struct connection_table *table)
+{
+    if (table->refusals_unlogged > 0 && !table->quiet && table->log != NULL)
+        log_line(table->log, "refused %lu more clients (one line a second at most)",
+                 table->refusals_unlogged);
+    table->refusals_unlogged = 0;
+}
+
 /* Tells a client we will not serve it, in one line, and hangs up.  A fresh
- * socket's send buffer is empty, so this short write cannot block. */
-static void refuse(const struct connection_table *table, int fd, const char *peer,
+ * socket's send buffer is empty, so this short write cannot block.  During a
+ * flood, a line per refusal would be most of the work, and the log would
+ * drown: one gets a line of its own per REFUSAL_LOG_SECONDS, the others
+ * are counted. */
+static void refuse(struct connection_table *table, int fd, const char *peer,
                    const char *line, const char *why)
 {
     if (send(fd, line, strlen(line), MSG_NOSIGNAL) == -1) {
         /* The client is gone already; it hears nothing either way. */
     }
     close(fd);
+    double now = monotonic_seconds();
+    if (now < table->refusals_quiet_until) {
+        table->refusals_unlogged++;
+        return;
+    }
+    sum_up_refusals(table);
+    table->refusals_quiet_until = now + REFUSAL_LOG_SECONDS;
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", why);
-    log_line(table, "refused", peer, detail);
+    log_event(table, "refused", peer, detail);
 }
 
 /* accept() failed with EMFILE or ENFILE: no descriptor for the client, so
@@ -234,7 +256,8 @@ static int accept_client(int listen_fd, struct sockaddr_storage *peer, socklen_t
 
 struct connection *connection_accept(struct connection_table *table, int listen_fd)
 {
-    while (connections_accepting(table)) {
+    while (connections_accepting(table) && table->accepts_this_turn < ACCEPTS_PER_TURN) {
+        table->accepts_this_turn++;
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
         int fd = accept_client(listen_fd, &peer, &peer_len);
@@ -245,6 +268,8 @@ struct connection *connection_accept(struct connection_table *table, int listen_
             if (accept_error_is_temporary(errnum))
                 continue;          /* about that client only; try the next one */
             if (errnum == EMFILE || errnum == ENFILE) {
+                if (table->spare_fd == -1)
+                    table->spare_fd = open_spare();   /* its last reopening failed */
                 int refused = refuse_with_spare(table, listen_fd, errnum);
                 if (refused == 1)
                     continue;      /* maybe more are waiting */
@@ -277,7 +302,7 @@ struct connection *connection_accept(struct connection_table *table, int listen_
         table->count++;
         char detail[32];
         snprintf(detail, sizeof detail, " (fd %d)", fd);
-        log_line(table, "accepted", c->peer, detail);
+        log_event(table, "accepted", c->peer, detail);
         return c;
     }
     return NULL;
@@ -415,8 +440,15 @@ int connections_expire(struct connection_table *table)
     double now = monotonic_seconds();
     double next_due = 0;   /* 0: nothing due */
 
+    table->accepts_this_turn = 0;
     if (table->accept_paused_until > now)
         next_due = table->accept_paused_until;
+    if (table->refusals_unlogged > 0) {
+        if (now >= table->refusals_quiet_until)
+            sum_up_refusals(table);
+        else if (next_due == 0 || table->refusals_quiet_until < next_due)
+            next_due = table->refusals_quiet_until;
+    }
 
     if (table->idle_timeout > 0) {
         /* The list is ordered by last activity: the idle clients are at its
@@ -431,6 +463,17 @@ int connections_expire(struct connection_table *table)
             double deadline = table->oldest->last_active + table->idle_timeout;
             if (next_due == 0 || deadline < next_due)
                 next_due = deadline;
+        }
+    }
+
+    if (table->log != NULL) {
+        log_flush(table->log);
+        if (log_pending(table->log)) {
+            /* Lines wait for stdout: look again soon (a poller told to
+             * watch stdout would do as well, in every step's own way). */
+            double retry = now + LOG_RETRY_MS / 1000.0;
+            if (next_due == 0 || retry < next_due)
+                next_due = retry;
         }
     }
 

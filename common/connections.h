@@ -17,8 +17,10 @@
  *     buffer of that client's own, given back once it is all sent.  An echo
  *     server that keeps nothing for a client it owes nothing holds 10,000
  *     idle clients in about a megabyte.
- *   - accepting every client waiting on a non-blocking listening socket.  The
- *     one over max_clients is sent one line and closed.  Temporary accept()
+ *   - accepting the clients waiting on a non-blocking listening socket, at
+ *     most ACCEPTS_PER_TURN per turn of the loop, so that a flood of new
+ *     connections cannot starve the clients already connected.  The one over
+ *     max_clients is sent one line and closed, found out without a search.  Temporary accept()
  *     failures never end the server: ECONNABORTED and the other errors
  *     accept_errors.h lists (man 2 accept says retry them) are skipped;
  *     EMFILE/ENFILE (out of descriptors) use a spare descriptor kept open for
@@ -33,7 +35,9 @@
  *     first gets everything it is owed, then is closed; a reset or other
  *     error closes it at once; so does --idle-timeout.  Each connection logs
  *     one line when it opens and one when it closes, saying why (unless
- *     --quiet):
+ *     --quiet), through a log that never waits for stdout (log.h); refusals
+ *     get a line of their own at most once a second, and one line sums up
+ *     the others:
  *
  *         accepted 127.0.0.1:50522 (fd 5)
  *         closed 127.0.0.1:50522: client closed
@@ -41,11 +45,12 @@
  *         closed 127.0.0.1:50526: idle for 10 s
  *         closed 127.0.0.1:50528: server stopping
  *         refused 127.0.0.1:50530: too many clients (max 1000)
+ *         refused 312 more clients (one line a second at most)
  *
  * A step's loop, whatever tells it which sockets are ready:
  *
  *     set_nonblocking(listen_fd);
- *     connections_init(&table, &args);
+ *     connections_init(&table, &args, &log);
  *     while (!stop_requested()) {
  *         int timeout_ms = connections_expire(&table);   // idle clients go
  *         ... watch listen_fd for reading if connections_accepting(&table),
@@ -73,12 +78,20 @@
 
 #include "address.h"
 #include "args.h"
+#include "log.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Unsent output at which we stop reading a client: the per-client memory bound. */
 #define OUTPUT_LIMIT (64 * 1024)
+/* Clients accepted (or refused) per turn of the loop, at most: the rest
+ * wait in the queue for the next turn, and the clients already connected
+ * are served in between, however fast new ones arrive. */
+#define ACCEPTS_PER_TURN 64
+/* Refusals get a line each at most once a second; the others are counted
+ * and summed up in one line ("refused 512 more clients ..."). */
+#define REFUSAL_LOG_SECONDS 1.0
 
 /* What a socket is ready for (connection_handle) or wants (connection_wants). */
 enum connection_ready {
@@ -109,10 +122,14 @@ struct connection_table {
     int slots_used;                  /* slots[0..slots_used) have held a client */
     struct connection *free_slots;   /* slots given back, linked by ->newer */
     char *input;                     /* OUTPUT_LIMIT bytes: where every read lands */
+    struct server_log *log;          /* where the lines go (NULL: nowhere) */
     bool quiet;                      /* no line per connection */
     double idle_timeout;             /* seconds; 0: never */
     double accept_paused_until;      /* after accept() failed and the spare could not help */
     int spare_fd;                    /* held open to be given up on EMFILE; -1 if none */
+    int accepts_this_turn;           /* since connections_expire(): ACCEPTS_PER_TURN at most */
+    double refusals_quiet_until;     /* no "refused" line of its own before then */
+    unsigned long refusals_unlogged; /* refused meanwhile, not yet summed up */
 };
 
 /* Seconds on a clock that never jumps (CLOCK_MONOTONIC). */
@@ -122,8 +139,9 @@ double monotonic_seconds(void);
 int set_nonblocking(int fd);
 
 /* An empty table sized and configured from args (max_clients, quiet,
- * idle_timeout).  0, or -1 with errno (ENOMEM). */
-int connections_init(struct connection_table *table, const struct server_args *args);
+ * idle_timeout), logging to log.  0, or -1 with errno (ENOMEM). */
+int connections_init(struct connection_table *table, const struct server_args *args,
+                     struct server_log *log);
 
 /* Closes every client, logging "closed PEER: reason" for each. */
 void connections_close_all(struct connection_table *table, const char *reason);
@@ -138,9 +156,10 @@ void connections_free(struct connection_table *table);
 bool connections_accepting(const struct connection_table *table);
 
 /* The next waiting client, accepted non-blocking, logged, in a slot;
- * NULL once nobody is waiting (or accepting is paused).  Clients over
- * max_clients and temporary failures are dealt with inside: call it in a
- * loop until NULL. */
+ * NULL once nobody is waiting, accepting is paused, or this turn of the loop
+ * has accepted ACCEPTS_PER_TURN (the listening socket then stays readable:
+ * the next turn takes the next ones).  Clients over max_clients and
+ * temporary failures are dealt with inside: call it in a loop until NULL. */
 struct connection *connection_accept(struct connection_table *table, int listen_fd);
 
 /* The events this client's socket should be watched for now: READ unless its
@@ -158,9 +177,11 @@ void connection_handle(struct connection_table *table, struct connection *c,
 void connection_close(struct connection_table *table, struct connection *c,
                       const char *reason);
 
-/* Does what the clock says is due: closes clients idle for idle_timeout and
- * ends an accept pause.  Returns how many milliseconds the loop may wait
- * before calling it again: -1 when nothing is due (wait for events only). */
+/* Starts a turn of the loop: does what the clock says is due (closes
+ * clients idle for idle_timeout, ends an accept pause, sums up refusals),
+ * writes what stdout takes of the log, and renews ACCEPTS_PER_TURN.  Call
+ * it once per turn.  Returns how many milliseconds the loop may wait before
+ * calling it again: -1 when nothing is due (wait for events only). */
 int connections_expire(struct connection_table *table);
 
 #endif

@@ -2,6 +2,7 @@
 #include "listeners.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,7 +69,17 @@ static bool listed_before(const struct addrinfo *addresses, const struct addrinf
 static int listen_on(const struct addrinfo *ai, int backlog, const char **failed_call)
 {
     const int on = 1;
+    /* Close-on-exec from the start: a program this server ever ran would
+     * otherwise inherit the listening socket, and hold the port. */
+#ifdef SOCK_CLOEXEC
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+#else
     int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd != -1 && fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+        close(fd);
+        fd = -1;
+    }
+#endif
     if (fd == -1)
         *failed_call = "socket";
     else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1)

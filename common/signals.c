@@ -95,6 +95,16 @@ static void on_stop_signal(int signal_number)
 
 void catch_stop_signals(void)
 {
+    /* The pipe first, then the handler that writes to it: a signal can come
+     * the moment the handler is in place, and must find the pipe there. */
+    if (stop_pipe[0] == -1) {
+        if (pipe(stop_pipe) == -1)
+            fail("pipe");
+        for (int i = 0; i < 2; i++)
+            if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) == -1
+                || fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) == -1)
+                fail("fcntl");
+    }
     handle_stop_signals(on_stop_signal);
 }
 
@@ -105,18 +115,6 @@ bool stop_requested(void)
 
 int stop_signal_fd(void)
 {
-    /* Made on first use, so programs that never wait on it do not hold it.
-     * Until then the handler's write() fails harmlessly on fd -1. */
-    if (stop_pipe[0] == -1) {
-        if (pipe(stop_pipe) == -1)
-            fail("pipe");
-        for (int i = 0; i < 2; i++)
-            if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) == -1
-                || fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) == -1)
-                fail("fcntl");
-        if (stop_signal != 0 && write(stop_pipe[1], "", 1) == -1)
-            fail("write");      /* a signal came before the pipe existed */
-    }
     return stop_pipe[0];
 }
 

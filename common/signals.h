@@ -16,7 +16,8 @@
  *   loop that sleeps in poll() or epoll_wait() without a bound also watches
  *   stop_signal_fd(), a pipe the handler writes a byte into: a signal that
  *   lands after the loop's stop_requested() test, but before it goes to
- *   sleep, then still wakes it (the "self-pipe trick").
+ *   sleep, then still wakes it (the "self-pipe trick").  catch_stop_signals()
+ *   makes the pipe before it installs the handler that writes to it.
  */
 #ifndef SIGNALS_H
 #define SIGNALS_H

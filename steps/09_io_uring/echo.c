@@ -3,7 +3,7 @@
 
 #include "accept_errors.h"
 #include "address.h"
-#include "connections.h"   /* monotonic_seconds() and OUTPUT_LIMIT only */
+#include "connections.h"   /* monotonic_seconds(), OUTPUT_LIMIT, REFUSAL_LOG_SECONDS */
 #include "signals.h"
 
 #include <errno.h>
@@ -56,13 +56,11 @@ static void fail(const char *call, int errnum)
     exit(1);
 }
 
-static void log_line(const struct server *server, const char *verb, const char *peer,
-                     const char *detail)
+static void log_event(const struct server *server, const char *verb, const char *peer,
+                      const char *detail)
 {
-    if (server->quiet)
-        return;
-    printf("%s %s%s\n", verb, peer, detail);
-    fflush(stdout);
+    if (!server->quiet)
+        log_line(server->log, "%s %s%s", verb, peer, detail);
 }
 
 /* -- requests ---------------------------------------------------------------- */
@@ -197,6 +195,12 @@ static void start_waiting(struct server *server, struct client *c)
 
 /* -- closing ------------------------------------------------------------------- */
 
+/* The spare descriptor: any file will do; /dev/null always exists. */
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 /* The kernel is done with c: give its buffers back, close, free. */
 static void finish_if_done(struct server *server, struct client *c)
 {
@@ -211,6 +215,8 @@ static void finish_if_done(struct server *server, struct client *c)
     }
     if (close(c->fd) == -1)
         report_failure("close", errno);
+    if (server->spare_fd == -1 && !server->spare_lent)
+        server->spare_fd = open_spare();   /* its reopening failed: a descriptor is free now */
     free(c);
     server->closing_count--;
 }
@@ -222,7 +228,7 @@ static void close_client(struct server *server, struct client *c, const char *re
 {
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", reason);
-    log_line(server, "closed", c->peer, detail);
+    log_event(server, "closed", c->peer, detail);
     unlink_activity(server, c);
     if (c->waiting)
         stop_waiting(server, c);
@@ -376,12 +382,6 @@ static void on_send(struct server *server, struct client *c, int result)
 
 /* -- accepting ------------------------------------------------------------------ */
 
-/* The spare descriptor: any file will do; /dev/null always exists. */
-static int open_spare(void)
-{
-    return open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
 /* One request for every client to come on this listening socket, until
  * it ends (no IORING_CQE_F_MORE): then server_rearm() arms another.  No
  * address buffer: one would serve every connection it accepts (man
@@ -395,10 +395,19 @@ static void arm_accept(struct server *server, int index)
     server->accept_armed[index] = true;
 }
 
+/* "refused N more clients": the refusals not logged one by one. */
+static void sum_up_refusals(struct server *server)
+{
+    if (server->refusals_unlogged > 0 && !server->quiet)
+        log_line(server->log, "refused %lu more clients (one line a second at most)",
+                 server->refusals_unlogged);
+    server->refusals_unlogged = 0;
+}
+
 /* Tells a client we will not serve it, in one line, and hangs up.  A fresh
  * socket's send buffer is empty, so this short send does not wait; the
  * socket is blocking (io_uring needs no O_NONBLOCK): MSG_DONTWAIT makes sure. */
-static void refuse(const struct server *server, int fd, const char *peer, const char *line,
+static void refuse(struct server *server, int fd, const char *peer, const char *line,
                    const char *why)
 {
     if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
@@ -406,9 +415,17 @@ static void refuse(const struct server *server, int fd, const char *peer, const 
     }
     if (close(fd) == -1)
         report_failure("close", errno);
+    /* A line of its own at most once a second, as in common/connections.c. */
+    double now = monotonic_seconds();
+    if (now < server->refusals_quiet_until) {
+        server->refusals_unlogged++;
+        return;
+    }
+    sum_up_refusals(server);
+    server->refusals_quiet_until = now + REFUSAL_LOG_SECONDS;
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", why);
-    log_line(server, "refused", peer, detail);
+    log_event(server, "refused", peer, detail);
 }
 
 static void admit(struct server *server, int fd)
@@ -459,7 +476,7 @@ static void admit(struct server *server, int fd)
     server->client_count++;
     char detail[32];
     snprintf(detail, sizeof detail, " (fd %d)", fd);
-    log_line(server, "accepted", c->peer, detail);
+    log_event(server, "accepted", c->peer, detail);
     update_receiving(server, c);
 }
 
@@ -575,6 +592,15 @@ double server_expire(struct server *server)
     if (server->accept_paused_until > now
         && (next < 0 || server->accept_paused_until - now < next))
         next = server->accept_paused_until - now;
+    if (server->refusals_unlogged > 0) {
+        if (now >= server->refusals_quiet_until)
+            sum_up_refusals(server);
+        else if (next < 0 || server->refusals_quiet_until - now < next)
+            next = server->refusals_quiet_until - now;
+    }
+    log_flush(server->log);
+    if (log_pending(server->log) && (next < 0 || next > LOG_RETRY_MS / 1000.0))
+        next = LOG_RETRY_MS / 1000.0;   /* lines wait for stdout: look again soon */
     return next;
 }
 
