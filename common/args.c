@@ -120,9 +120,9 @@ static int parse_seconds(const char *program, char *err, size_t err_size,
     if (whole == 0 || *rest != '\0')
         return usage_error(program, err, err_size, what, text,
                            "not a number of seconds from 0 to 86400");
-    /* Digits and a point read the same in every locale strtod() may be in
-     * (the programs never call setlocale(): "C").  A value so small that it
-     * reads as 0 is still not 0: any digit but 0 says it was meant. */
+    /* strtod() takes the point as the decimal point in the "C" locale, the
+     * one the programs run in (they never call setlocale()).  A value so
+     * small that it reads as 0 is still not 0: any digit but 0 says so. */
     double value = strtod(text, NULL);
     bool positive = strpbrk(text, "123456789") != NULL;
     if (value > IDLE_TIMEOUT_MAX_SECONDS
