@@ -18,6 +18,9 @@
 #                         minutes (tests/bench_echo.py): docs/bench/results.md and .png
 #   make bench-quick      the same, small and short (under a minute), into build/bench-quick/;
 #                         fails on a wrong echo or an error, never on speed
+#   make fuzz             the libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each
+#                         (default 120), after replaying the inputs that once failed
+#   make fuzz-ci          the same, 30 s each
 #   make clean
 #
 # CC and CFLAGS can be overridden as usual; the warnings stay errors.
@@ -170,6 +173,34 @@ bench-quick: all bench-tools
 	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --quick --steps-dir=$(BUILD) \
 	    --output=$(BUILD)/bench-quick/results.md --plot=$(BUILD)/bench-quick/results.png \
 	    --invoked-as="make bench-quick$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
+
+# Fuzzing with clang's libFuzzer (Debian: clang): tests/fuzz/fuzz_*.c, each
+# built with every common/ file into build/fuzz/, run by tests/fuzz/run.
+# COURSE_CFLAGS keep the warnings errors; the sanitizers make a memory error
+# or undefined behaviour a crash the fuzzer reports.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 120
+FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+
+.PHONY: fuzz fuzz-ci fuzz-tools
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(COMMON_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(COURSE_CFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC)
+
+# One line, and a failure, where clang or its libFuzzer is missing: a fuzz
+# run that did not happen must not pass.
+fuzz-tools:
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }\n' \
+	    | $(FUZZ_CC) -fsanitize=fuzzer -x c -o /dev/null - >/dev/null 2>&1 \
+	    || { echo "make fuzz: $(FUZZ_CC) with libFuzzer not found (Debian: sudo apt-get install clang)"; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/%)
+
+fuzz: fuzz-tools
+	tests/fuzz/run build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
 clean:
 	rm -rf build

@@ -1,13 +1,17 @@
 /* args.c -- see args.h. */
 #include "args.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void print_usage(FILE *out, const char *program, unsigned accepted)
+/* The idle timeout's range.  The loops count time in whole milliseconds, so
+ * a positive timeout below one would round to "now" or to "never". */
+#define IDLE_TIMEOUT_MIN_SECONDS 0.001
+#define IDLE_TIMEOUT_MAX_SECONDS 86400
+
+void print_usage(FILE *out, const char *program, unsigned accepted)
 {
     fprintf(out, "usage: %s%s%s%s%s%s [HOST [PORT [BACKLOG]]]\n", program,
             accepted & OPTION_NO_REUSEADDR ? " [--no-reuseaddr]" : "",
@@ -24,36 +28,122 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
                      " default %d; 0: never\n", DEFAULT_IDLE_TIMEOUT);
 }
 
-static void usage_error(const char *program, const char *what,
-                        const char *value, const char *why)
+/* text as an error message may repeat it: on one line whatever it holds (a
+ * tab or a newline shows as \t or \n, other control bytes as \xNN, and a
+ * backslash doubles so that what is shown reads one way only), cut with
+ * "..." where shown (at least 8 bytes) is full.  Printable text shows as it
+ * is, so the usual messages are what they always were. */
+static void show_text(const char *text, char *shown, size_t shown_size)
 {
-    fprintf(stderr, "%s: %s '%s': %s (see %s --help)\n", program, what, value,
-            why, program);
-    exit(2);
-}
-
-/* A whole decimal number in [min, max], or a usage error naming `what`. */
-static long parse_number(const char *program, const char *what,
-                         const char *text, long min, long max)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || text[0] == '-' || text[0] == '+'
-        || text[0] == ' ')
-        usage_error(program, what, text, "not a whole number");
-    if (errno == ERANGE || value < min || value > max) {
-        char why[64];
-        snprintf(why, sizeof why, "out of range (%ld-%ld)", min, max);
-        usage_error(program, what, text, why);
+    size_t room = shown_size - sizeof "...";
+    size_t used = 0;
+    const char *next = text;
+    for (; *next != '\0'; next++) {
+        unsigned char byte = (unsigned char)*next;
+        char piece[8];
+        if (byte == '\t')
+            snprintf(piece, sizeof piece, "\\t");
+        else if (byte == '\n')
+            snprintf(piece, sizeof piece, "\\n");
+        else if (byte == '\\')
+            snprintf(piece, sizeof piece, "\\\\");
+        else if (byte < 0x20 || byte == 0x7f)
+            snprintf(piece, sizeof piece, "\\x%02x", byte);
+        else
+            snprintf(piece, sizeof piece, "%c", byte);
+        size_t length = strlen(piece);
+        if (used + length > room)
+            break;
+        memcpy(shown + used, piece, length);
+        used += length;
     }
-    return value;
+    if (*next != '\0') {
+        memcpy(shown + used, "...", 3);
+        used += 3;
+    }
+    shown[used] = '\0';
 }
 
-void parse_server_args(int argc, char **argv, unsigned accepted,
-                       int default_max_clients, struct server_args *args)
+/* "PROGRAM: WHAT 'VALUE': WHY (see PROGRAM --help)" into err; returns -1,
+ * what the parser returns for bad input. */
+static int usage_error(const char *program, char *err, size_t err_size,
+                       const char *what, const char *value, const char *why)
 {
-    const char *program = argc > 0 ? argv[0] : "server";
+    /* Sized so that the whole message fits SERVER_ARGS_ERR_SIZE. */
+    char shown_program[256];
+    char shown_value[128];
+    show_text(program, shown_program, sizeof shown_program);
+    show_text(value, shown_value, sizeof shown_value);
+    snprintf(err, err_size, "%s: %s '%s': %s (see %s --help)", shown_program, what,
+             shown_value, why, shown_program);
+    return -1;
+}
+
+/* A whole number is decimal digits and nothing else.  Not strtol(), which
+ * also takes leading white space (a tab, a newline) and a sign. */
+static int parse_number(const char *program, char *err, size_t err_size,
+                        const char *what, const char *text, int min, int max,
+                        int *number)
+{
+    if (text[0] == '\0' || strspn(text, "0123456789") != strlen(text))
+        return usage_error(program, err, err_size, what, text, "not a whole number");
+    /* Digit by digit, stopping short of max instead of overflowing. */
+    int value = 0;
+    bool too_big = false;
+    for (const char *digit = text; *digit != '\0' && !too_big; digit++) {
+        int d = *digit - '0';
+        if (value > max / 10 || (value == max / 10 && d > max % 10))
+            too_big = true;
+        else
+            value = value * 10 + d;
+    }
+    if (too_big || value < min) {
+        char why[64];
+        snprintf(why, sizeof why, "out of range (%d-%d)", min, max);
+        return usage_error(program, err, err_size, what, text, why);
+    }
+    *number = value;
+    return 0;
+}
+
+/* Seconds are plain decimals: digits, then a point and digits if need be
+ * ("30", "0.5"; not ".5" or "5.").  Not strtod() alone, which also takes
+ * white space, signs ("-0"), exponents ("1e-300"), hex ("0x1p3"), "inf" and
+ * "nan". */
+static int parse_seconds(const char *program, char *err, size_t err_size,
+                         const char *what, const char *text, double *seconds)
+{
+    const char *digits = "0123456789";
+    size_t whole = strspn(text, digits);
+    const char *rest = text + whole;
+    if (*rest == '.') {
+        size_t fraction = strspn(rest + 1, digits);
+        rest += fraction > 0 ? 1 + fraction : 0;
+    }
+    if (whole == 0 || *rest != '\0')
+        return usage_error(program, err, err_size, what, text,
+                           "not a number of seconds from 0 to 86400");
+    /* strtod() takes the point as the decimal point in the "C" locale, the
+     * one the programs run in (they never call setlocale()).  A value so
+     * small that it reads as 0 is still not 0: any digit but 0 says so. */
+    double value = strtod(text, NULL);
+    bool positive = strpbrk(text, "123456789") != NULL;
+    if (value > IDLE_TIMEOUT_MAX_SECONDS
+        || (positive && !(value >= IDLE_TIMEOUT_MIN_SECONDS))) {
+        char why[64];
+        snprintf(why, sizeof why, "out of range (0, or %g-%d)",
+                 IDLE_TIMEOUT_MIN_SECONDS, IDLE_TIMEOUT_MAX_SECONDS);
+        return usage_error(program, err, err_size, what, text, why);
+    }
+    *seconds = value;
+    return 0;
+}
+
+int server_args_parse(int argc, char **argv, unsigned accepted,
+                      int default_max_clients, struct server_args *args,
+                      char *err, size_t err_size)
+{
+    const char *program = argc > 0 && argv[0] != NULL ? argv[0] : "server";
     args->host = DEFAULT_HOST;
     args->port = DEFAULT_PORT;
     args->backlog = DEFAULT_BACKLOG;
@@ -71,8 +161,7 @@ void parse_server_args(int argc, char **argv, unsigned accepted,
             i++;
             break;
         } else if (strcmp(option, "--help") == 0) {
-            print_usage(stdout, program, accepted);
-            exit(0);
+            return 1;
         } else if (strcmp(option, "--no-reuseaddr") == 0
                    && (accepted & OPTION_NO_REUSEADDR)) {
             args->reuseaddr = false;
@@ -81,46 +170,64 @@ void parse_server_args(int argc, char **argv, unsigned accepted,
         } else if (strcmp(option, "--max-clients") == 0
                    && (accepted & OPTION_MAX_CLIENTS)) {
             if (!has_value)
-                usage_error(program, "option", option, "needs a number");
-            args->max_clients = (int)parse_number(program, "max clients",
-                                                  argv[++i], 1, 1000000);
+                return usage_error(program, err, err_size, "option", option,
+                                   "needs a number");
+            if (parse_number(program, err, err_size, "max clients", argv[++i],
+                             1, 1000000, &args->max_clients) == -1)
+                return -1;
         } else if (strcmp(option, "--idle-timeout") == 0
                    && (accepted & OPTION_IDLE_TIMEOUT)) {
             if (!has_value)
-                usage_error(program, "option", option, "needs seconds");
-            char *end;
-            const char *text = argv[++i];
-            errno = 0;
-            double seconds = strtod(text, &end);
-            if (end == text || *end != '\0' || errno == ERANGE || !(seconds >= 0)
-                || seconds > 86400)
-                usage_error(program, "idle timeout", text,
-                            "not a number of seconds from 0 to 86400");
-            args->idle_timeout = seconds;
+                return usage_error(program, err, err_size, "option", option,
+                                   "needs seconds");
+            if (parse_seconds(program, err, err_size, "idle timeout", argv[++i],
+                              &args->idle_timeout) == -1)
+                return -1;
         } else if (strcmp(option, "--fps") == 0 && (accepted & OPTION_FPS)) {
             if (!has_value)
-                usage_error(program, "option", option, "needs a number");
-            args->fps = (int)parse_number(program, "frames per second",
-                                          argv[++i], 1, 1000);
+                return usage_error(program, err, err_size, "option", option,
+                                   "needs a number");
+            if (parse_number(program, err, err_size, "frames per second",
+                             argv[++i], 1, 1000, &args->fps) == -1)
+                return -1;
         } else {
-            usage_error(program, "option", option, "unknown option");
+            return usage_error(program, err, err_size, "option", option,
+                               "unknown option");
         }
     }
 
     int positional = argc - i;
     if (positional > 3)
-        usage_error(program, "argument", argv[i + 3],
-                    "too many arguments (HOST PORT BACKLOG at most)");
+        return usage_error(program, err, err_size, "argument", argv[i + 3],
+                           "too many arguments (HOST PORT BACKLOG at most)");
     if (positional >= 1) {
         if (argv[i][0] == '\0')
-            usage_error(program, "host", argv[i],
-                        "empty (use * for every interface)");
+            return usage_error(program, err, err_size, "host", argv[i],
+                               "empty (use * for every interface)");
         args->host = argv[i];
     }
-    if (positional >= 2)
-        args->port = (int)parse_number(program, "port", argv[i + 1],
-                                       0, 65535);
-    if (positional >= 3)
-        args->backlog = (int)parse_number(program, "backlog",
-                                          argv[i + 2], 0, INT_MAX);
+    if (positional >= 2
+        && parse_number(program, err, err_size, "port", argv[i + 1], 0, 65535,
+                        &args->port) == -1)
+        return -1;
+    if (positional >= 3
+        && parse_number(program, err, err_size, "backlog", argv[i + 2], 0, INT_MAX,
+                        &args->backlog) == -1)
+        return -1;
+    return 0;
+}
+
+void parse_server_args(int argc, char **argv, unsigned accepted,
+                       int default_max_clients, struct server_args *args)
+{
+    char err[SERVER_ARGS_ERR_SIZE];
+    switch (server_args_parse(argc, argv, accepted, default_max_clients, args,
+                              err, sizeof err)) {
+    case 1:
+        print_usage(stdout, argc > 0 && argv[0] != NULL ? argv[0] : "server", accepted);
+        exit(0);
+    case -1:
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
 }

@@ -12,6 +12,8 @@
 #define ARGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 7777        /* not 5000: macOS's AirPlay receiver holds it */
@@ -44,12 +46,31 @@ struct server_args {
     int fps;               /* DEFAULT_FPS unless --fps */
 };
 
+/* Enough for any message server_args_parse() writes. */
+#define SERVER_ARGS_ERR_SIZE 1024
+
 /*
  * Fills args from argv, accepting the options in `accepted` (max_clients
- * starts at default_max_clients).  On bad input prints "PROGRAM: reason" and
- * a usage line to stderr and exits 2.  --help prints the usage and exits 0.
+ * starts at default_max_clients).  Never prints, never exits: returns 0, or
+ * 1 when --help was asked (print_usage() is the answer), or -1 for bad input
+ * with one line in err (no newline, whatever argv holds: a control byte in
+ * a value shows as \t, \n or \xNN):
+ *
+ *     PROGRAM: port '99999': out of range (0-65535) (see PROGRAM --help)
+ *
+ * A whole number is decimal digits only; seconds are digits with an optional
+ * fraction ("30", "0.5"), 0 or 0.001 to 86400.
  */
+int server_args_parse(int argc, char **argv, unsigned accepted,
+                      int default_max_clients, struct server_args *args,
+                      char *err, size_t err_size);
+
+/* server_args_parse() for a program's main(): on bad input prints the error
+ * line to stderr and exits 2; --help prints the usage and exits 0. */
 void parse_server_args(int argc, char **argv, unsigned accepted,
                        int default_max_clients, struct server_args *args);
+
+/* The --help text of a program that accepts the options in `accepted`. */
+void print_usage(FILE *out, const char *program, unsigned accepted);
 
 #endif

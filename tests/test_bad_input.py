@@ -49,6 +49,74 @@ def test_usage_errors_exit_2(program, step, args, message):
     check_failure(program, step, args, 2, message)
 
 
+# White space before the digits, which strtol() skips: a number is digits
+# only.  The message shows the tab or newline as \t or \n, so it stays one
+# line.  (C steps only: the Lua twins print the value as it is.)
+WHITESPACE_NUMBERS = [
+    (["localhost", "\t17002"], "port '\\t17002': not a whole number"),
+    (["localhost", "\n17002"], "port '\\n17002': not a whole number"),
+    (["localhost", "7777", "\t5"], "backlog '\\t5': not a whole number"),
+    (["localhost", "7777", "\n5"], "backlog '\\n5': not a whole number"),
+]
+WHITESPACE_IDS = ["port-tab", "port-newline", "backlog-tab", "backlog-newline"]
+
+# The loop steps' options: --max-clients and --idle-timeout (steps 6-9), --fps (step 6).
+LOOP_STEPS = [step for step in ALL_STEPS if step >= "06"]
+FPS_STEPS = [step for step in ALL_STEPS if step.startswith("06")]
+LOOP_OPTION_ERRORS = [
+    (["--max-clients", "\t7"], "max clients '\\t7': not a whole number"),
+    (["--max-clients", "\n7"], "max clients '\\n7': not a whole number"),
+]
+FPS_ERRORS = [
+    (["--fps", "\t60"], "frames per second '\\t60': not a whole number"),
+    (["--fps", "\n60"], "frames per second '\\n60': not a whole number"),
+]
+
+# Seconds are plain decimals ("30", "0.5"), 0 or 0.001 to 86400: none of the
+# rest strtod() reads (exponents, signs, hex, inf, nan, white space).
+NOT_SECONDS = ["1e-300", "-0", "0x1p3", "inf", "nan", " 5", "1e3"]
+
+
+@pytest.mark.parametrize("args, message", WHITESPACE_NUMBERS, ids=WHITESPACE_IDS)
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_white_space_is_not_a_number(program, step, args, message):
+    check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.parametrize("args, message", LOOP_OPTION_ERRORS, ids=["tab", "newline"])
+@pytest.mark.parametrize("step", LOOP_STEPS)
+def test_white_space_is_not_a_max_clients(program, step, args, message):
+    check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.parametrize("args, message", FPS_ERRORS, ids=["tab", "newline"])
+@pytest.mark.parametrize("step", FPS_STEPS)
+def test_white_space_is_not_an_fps(program, step, args, message):
+    check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.parametrize("seconds", NOT_SECONDS)
+@pytest.mark.parametrize("step", LOOP_STEPS)
+def test_idle_timeout_is_plain_seconds(program, step, seconds):
+    check_failure(program, step, ["--idle-timeout", seconds], 2,
+                  f"idle timeout '{seconds}': not a number of seconds")
+
+
+@pytest.mark.parametrize("step", LOOP_STEPS)
+def test_idle_timeout_below_a_millisecond_is_out_of_range(program, step):
+    # The loops count milliseconds: 0.0001 s would round to "now" or "never".
+    check_failure(program, step, ["--idle-timeout", "0.0001"], 2,
+                  "idle timeout '0.0001': out of range")
+
+
+@pytest.mark.parametrize("seconds", ["0.5", "0.001", "86400"])
+@pytest.mark.parametrize("step", LOOP_STEPS)
+def test_idle_timeout_in_range_is_accepted(program, step, seconds):
+    # Starting is enough: it says "listening on" (Server waits for that line).
+    with program(step).start("--idle-timeout", seconds, "127.0.0.1", 0):
+        pass
+
+
 @pytest.mark.parametrize("step", ALL_STEPS)
 def test_unknown_host_exits_1(program, step):
     check_failure(program, step, ["no-such-host.invalid", "7777"], 1,
