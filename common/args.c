@@ -150,7 +150,7 @@ int server_args_parse(int argc, char **argv, unsigned accepted,
     args->reuseaddr = true;
     args->quiet = false;
     args->max_clients = default_max_clients;
-    args->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    args->idle_timeout = accepted & OPTION_IDLE_TIMEOUT ? DEFAULT_IDLE_TIMEOUT : 0;
     args->fps = DEFAULT_FPS;
 
     int i = 1;

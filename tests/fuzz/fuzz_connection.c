@@ -150,7 +150,7 @@ static void open_table(struct connection_table *table)
         .host = "127.0.0.1", .max_clients = CLIENTS, .quiet = true,
         .idle_timeout = 0, .reuseaddr = true, .fps = DEFAULT_FPS,
     };
-    if (connections_init(table, &args) == -1)
+    if (connections_init(table, &args, NULL) == -1)   /* NULL: no log */
         environment_failed("connections_init");
 }
 
