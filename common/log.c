@@ -54,7 +54,10 @@ static void give_up(struct server_log *log)
     log->start = log->end = 0;
 }
 
-void log_flush(struct server_log *log)
+static bool append_dropped(struct server_log *log, size_t more);
+
+/* Writes what stdout takes now of the waiting lines. */
+static void write_waiting(struct server_log *log)
 {
     while (log_pending(log)) {
         size_t size = log->end - log->start;
@@ -78,6 +81,15 @@ void log_flush(struct server_log *log)
         }
     }
     log->start = log->end = 0;
+}
+
+void log_flush(struct server_log *log)
+{
+    write_waiting(log);
+    /* Room again after lines were dropped: say so now, not only when the
+     * next line comes, which may be a long time from now. */
+    if (log->dropped > 0 && append_dropped(log, 0))
+        write_waiting(log);
 }
 
 /* Appends text to the waiting lines, if it fits in the buffer. */
@@ -126,12 +138,12 @@ void log_line(struct server_log *log, const char *format, ...)
     size_t size = (size_t)length < sizeof line - 2 ? (size_t)length : sizeof line - 2;
     line[size++] = '\n';           /* a longer line is cut, never split */
 
-    log_flush(log);                /* make what room stdout gives now */
+    write_waiting(log);            /* make what room stdout gives now */
     if (!append_dropped(log, size) || !append(log, line, size)) {
         log->dropped++;
         return;
     }
-    log_flush(log);
+    write_waiting(log);
 }
 
 void log_close(struct server_log *log)
@@ -143,7 +155,7 @@ void log_close(struct server_log *log)
     deadline.tv_nsec += (long)(LOG_CLOSE_SECONDS * 1e9);
     deadline.tv_sec += deadline.tv_nsec / 1000000000L;
     deadline.tv_nsec %= 1000000000L;
-    log_flush(log);
+    write_waiting(log);
     while (log_pending(log) && log->fd != -1) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         long left_ms = (long)(deadline.tv_sec - now.tv_sec) * 1000
@@ -153,7 +165,7 @@ void log_close(struct server_log *log)
         struct pollfd out = { .fd = log->fd, .events = POLLOUT };
         if (poll(&out, 1, (int)left_ms) == -1 && errno != EINTR)
             break;
-        log_flush(log);
+        write_waiting(log);
     }
     /* Lines stdout never took count as dropped, and the count gets one
      * last chance to be written. */
@@ -162,7 +174,7 @@ void log_close(struct server_log *log)
             log->dropped++;
     log->start = log->end = 0;
     if (log->fd != -1 && append_dropped(log, 0))
-        log_flush(log);
+        write_waiting(log);
     if (log->fd_is_ours)
         close(log->fd);
     log->fd = -1;
