@@ -78,7 +78,7 @@
 #include <stddef.h>
 
 /* Unsent output at which we stop reading a client: the per-client memory bound. */
-#define OUTPUT_LIMIT (64 * 1024)
+#define OUTPUT_LIMIT ((size_t)64 * 1024)
 
 /* What a socket is ready for (connection_handle) or wants (connection_wants). */
 enum connection_ready {
