@@ -138,11 +138,13 @@ test: all $(TEST_TOOLS)
 
 # musl, the other C library of Linux (Alpine; Debian: musl-tools): steps 1-5's
 # tests, and tcp_server_create()'s, against build/musl.  Step 9 is not built
-# (no liburing for musl: build.mk says so); steps 6-8 are built, and their
-# bad-input checks run too.
+# (no liburing for musl: build.mk says so).  Steps 6-8 are: their bad input,
+# every-address (musl's own getaddrinfo) and echo tests run too (10 s more);
+# their frame-rate, wake-up and 10,000-connection tests do not.
 MUSL_TESTS = tests/test_01_socket.py tests/test_02_reuseaddr.py tests/test_03_bind.py \
              tests/test_04_listen.py tests/test_05_accept.py tests/test_bad_input.py \
-             tests/test_tcp_server_create.py
+             tests/test_tcp_server_create.py tests/test_every_address.py \
+             tests/test_echo_servers.py
 .PHONY: test-musl
 test-musl:
 	$(MAKE) --no-print-directory test CC=musl-gcc TESTS="$(MUSL_TESTS)" \
