@@ -8,7 +8,7 @@
 #   make test SANITIZE=1  the same with AddressSanitizer + UBSan, in build/sanitize/
 #   make test CC=clang    the same built by clang, in build/clang/
 #   make CC=musl-gcc      every step built against musl (not step 9), in build/musl/
-#   make test-musl        that build, then steps 1-5's tests against it
+#   make test-musl        that build, then steps 1-5's tests (and 6-8's echo tests) on it
 #   make valgrind         steps 5-8's echo tests, each server under valgrind (memcheck)
 #   make analyze          cppcheck, clang-tidy (.clang-tidy) and gcc -fanalyzer: any
 #                         finding fails it
@@ -162,6 +162,7 @@ test-musl:
 #       (8 of its 17 echo tests failed so).
 # Not run: test_06_frame_loop and test_07_answers, which measure frame rates
 # and wake-ups, not memory (their servers' code runs in the echo tests).
+# A -k of your own in PYTEST_ARGS replaces the one here (pytest keeps the last).
 VALGRIND = valgrind -q --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 VALGRIND_TESTS = tests/test_05_accept.py tests/test_echo_servers.py tests/test_08_epoll.py
