@@ -84,7 +84,7 @@
 #include <stddef.h>
 
 /* Unsent output at which we stop reading a client: the per-client memory bound. */
-#define OUTPUT_LIMIT (64 * 1024)
+#define OUTPUT_LIMIT ((size_t)64 * 1024)
 /* Clients accepted (or refused) per turn of the loop, at most: the rest
  * wait in the queue for the next turn, and the clients already connected
  * are served in between, however fast new ones arrive. */

@@ -194,7 +194,9 @@ int listeners_open(struct listeners *listeners, const char *host, int port,
         return -1;
 
     int result = PICK_AGAIN;
-    int rejected[LISTENERS_PORT_TRIES];   /* sockets holding the ports tried */
+    /* The sockets holding the ports tried: the first `tries` of them (set to
+     * 0 first, as gcc -fanalyzer and cppcheck cannot tell the rest is unread). */
+    int rejected[LISTENERS_PORT_TRIES] = { 0 };
     int tries = 0;
     while (result == PICK_AGAIN && tries < LISTENERS_PORT_TRIES) {
         result = listen_on_every_address(listeners, addresses, port, backlog,

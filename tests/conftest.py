@@ -33,10 +33,13 @@ first, so that the run does not end waiting for one of them.
 
 import os
 import resource
+import shlex
+import shutil
 
 import pytest
 
 import lab as lab_module
+import programs
 from programs import Program, why_not_built
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +48,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pytest_addoption(parser):
     parser.addoption("--steps-dir", default=os.path.join(ROOT, "build"),
                      help="folder holding the programs to test (default: build/)")
+    parser.addoption("--run-under", default="",
+                     help="a command to run every built program under, e.g. "
+                          "'valgrind -q --error-exitcode=99' (make valgrind)")
 
 
 def pytest_configure(config):
+    run_under = shlex.split(config.getoption("--run-under"))
+    if run_under:   # by its path: a test's prefix may exec it (os.execv)
+        run_under[0] = shutil.which(run_under[0]) or run_under[0]
+    programs.RUN_UNDER[:] = run_under
     config.addinivalue_line(
         "markers", "long: takes seconds of waiting; pytest-xdist workers start these first")
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
@@ -60,7 +70,10 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return [config.lab.describe(), f"steps under test: {config.getoption('--steps-dir')}"]
+    header = [config.lab.describe(), f"steps under test: {config.getoption('--steps-dir')}"]
+    if programs.RUN_UNDER:
+        header.append(f"each run under: {shlex.join(programs.RUN_UNDER)}")
+    return header
 
 
 def pytest_collection_modifyitems(config, items):

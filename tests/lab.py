@@ -26,8 +26,9 @@ gives the same answers on a learner's laptop as here:
   glibc lists ::1 first for localhost; or "ipv4-only", 127.0.0.1 alone),
   /etc/nsswitch.conf (hosts: files, nothing else: no DNS, no
   systemd-resolved, no myhostname), /etc/gai.conf (empty: glibc's built-in
-  address order, whatever the machine's says) and /etc/host.conf, and nscd's
-  socket is hidden, since nscd would answer from outside the namespace.
+  address order, whatever the machine's says), /etc/host.conf and
+  /etc/resolv.conf (a DNS server nobody runs, for musl: RESOLV_CONF), and
+  nscd's socket is hidden, since nscd would answer from outside the namespace.
   LAB_HOSTS=ipv4-only in the environment picks the other hosts file for a
   whole run; use_hosts() switches it for one test.
 - Kernel settings (SYSCTLS): a new network namespace starts from the kernel's
@@ -131,6 +132,13 @@ NSSWITCH_HOSTS_LINE = "hosts:          files\n"
 GAI_CONF = ("# The lab's /etc/gai.conf: no rules, so glibc's built-in table (RFC 3484)\n"
             "# orders the addresses, whatever this machine's gai.conf says.\n")
 HOST_CONF = "multi on\n"
+# musl has no nsswitch.conf: it asks DNS for every name /etc/hosts lacks (make
+# test-musl).  Nothing answers on 127.0.0.1 in the lab's network, so such a
+# lookup fails after one try of one second (EAI_AGAIN), where glibc's, told
+# "hosts: files", fails at once (EAI_NONAME); glibc never reads this file then.
+RESOLV_CONF = ("# The lab's /etc/resolv.conf: no DNS server (musl would otherwise wait\n"
+               "# 5 s twice for the machine's, which the lab's network cannot reach).\n"
+               "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 NSCD_DIR = "/var/run/nscd"   # glibc asks the nscd listening in here first
 
 CLONE_NEWNS = 0x00020000
@@ -238,15 +246,18 @@ class Lab:
         # (as real root without a user namespace, mounts would propagate).
         _mount("none", "/", flags=MS_REC | MS_PRIVATE)
         files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
-                 "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF}
+                 "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF,
+                 "/etc/resolv.conf": RESOLV_CONF}
         # Kept until close(), not unlinked at once: a lab made inside this one
         # (a transcript's) mounts its own over ours, and a mount point whose
         # file is deleted takes no mount.
         self._etc_folder = tempfile.mkdtemp(prefix="lab-etc-")
         for target, text in files.items():
             if not os.path.exists(target):
-                if target in ("/etc/gai.conf", "/etc/host.conf"):
-                    continue   # missing means glibc's defaults: what we want
+                if target in ("/etc/gai.conf", "/etc/host.conf", "/etc/resolv.conf"):
+                    # Missing means glibc's defaults, what we want (for
+                    # musl's resolv.conf, a wait of 10 s at an unknown name).
+                    continue
                 raise OSError(f"{target} does not exist, so the lab cannot put its own "
                               "in its place")
             source = os.path.join(self._etc_folder, os.path.basename(target))

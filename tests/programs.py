@@ -60,6 +60,16 @@ def why_not_built(steps_dir, step):
         return f.read().strip() or "make skipped it"
 
 
+# The command every built program runs under, before its own argv (and after
+# a test's prefix): empty, or valgrind and its options for make valgrind
+# (conftest.py sets it from --run-under).
+RUN_UNDER = []
+# Seconds added, under RUN_UNDER, to the waits for a program's first line and
+# for its exit: valgrind takes seconds to start, and at exit to look for
+# leaks; more on a busy machine (under a load of 12, over 5 s to start).
+RUN_UNDER_SLACK = 30
+
+
 class Program:
     """A step's program in a steps folder: a built binary, or a .lua script."""
 
@@ -68,11 +78,15 @@ class Program:
         binary = os.path.join(steps_dir, step)
         script = binary + ".lua"
         if os.access(binary, os.X_OK):
-            self.argv = [binary]
+            self.argv = RUN_UNDER + [binary]
+            self.slack = RUN_UNDER_SLACK if RUN_UNDER else 0
             self.shown = os.path.relpath(binary)
+            if RUN_UNDER:
+                self.shown = f"{shlex.join(RUN_UNDER)} {self.shown}"
         elif os.path.exists(script):
             lua = shutil.which("lua5.4") or shutil.which("lua") or "lua5.4"
             self.argv = [lua, script]
+            self.slack = 0
             self.shown = f"lua5.4 {os.path.relpath(script)}"
         else:
             raise AssertionError(explain(
@@ -88,7 +102,7 @@ class Program:
         """Run to completion (for bad input); returns CompletedProcess."""
         try:
             return subprocess.run(list(prefix) + self.argv + [str(a) for a in args],
-                                  capture_output=True, text=True, timeout=timeout,
+                                  capture_output=True, text=True, timeout=timeout + self.slack,
                                   stdin=subprocess.DEVNULL, env=env)
         except subprocess.TimeoutExpired as error:
             raise AssertionError(explain(
@@ -116,7 +130,10 @@ class Server:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=env)
         os.set_blocking(self.proc.stdout.fileno(), False)
-        match = self.wait_for_line(expect, timeout)
+        # More time under RUN_UNDER; test_lua's LuaSnippet stands in for a
+        # Program without it.
+        self.slack = getattr(program, "slack", 0)
+        match = self.wait_for_line(expect, timeout + self.slack)
         self.first_line = match.string
         self.host = self.port = None
         if match.re is ADDRESS_LINE:
@@ -184,7 +201,7 @@ class Server:
             if self.proc.poll() is None:
                 self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=timeout + self.slack)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

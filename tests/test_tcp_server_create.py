@@ -52,6 +52,9 @@ def create(steps_dir):
 
 
 def expect_error(result, pattern, why):
+    # The patterns name the errno (EADDRINUSE) and take any text after it in
+    # parentheses: that is strerror()'s, the C library's own words (glibc's
+    # "Address already in use" is musl's "Address in use").
     status, line, command = result
     assert status == 1 and re.fullmatch(pattern, line), explain(
         STEP, command, f"-1 and a message like /{pattern}/ ({why})",
@@ -77,7 +80,7 @@ def test_port_out_of_range_is_refused_not_wrapped(create):
 
 def test_socket_failure_names_socket(create):
     expect_error(create("127.0.0.1", 0, fail=("socket", "EMFILE")),
-                 r"error: socket 127\.0\.0\.1:0: EMFILE \(Too many open files\)",
+                 r"error: socket 127\.0\.0\.1:0: EMFILE \(.+\)",
                  "socket() out of descriptors")
 
 
@@ -91,7 +94,7 @@ def test_bind_port_in_use(create, private_lab):
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
         expect_error(create("127.0.0.1", port),
-                     rf"error: bind 127\.0\.0\.1:{port}: EADDRINUSE \(Address already in use\)",
+                     rf"error: bind 127\.0\.0\.1:{port}: EADDRINUSE \(.+\)",
                      "another socket listens on that port")
 
 
@@ -106,13 +109,13 @@ def test_bind_privileged_port_without_the_right(create, private_lab):
     # CAP_NET_BIND_SERVICE.
     drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
     expect_error(create("127.0.0.1", 80, prefix=drop),
-                 r"error: bind 127\.0\.0\.1:80: EACCES \(Permission denied\)",
+                 r"error: bind 127\.0\.0\.1:80: EACCES \(.+\)",
                  "port 80 without CAP_NET_BIND_SERVICE")
 
 
 def test_listen_failure_names_listen(create):
     expect_error(create("127.0.0.1", 0, fail=("listen", "EADDRINUSE")),
-                 r"error: listen 127\.0\.0\.1:0: EADDRINUSE \(Address already in use\)",
+                 r"error: listen 127\.0\.0\.1:0: EADDRINUSE \(.+\)",
                  "listen made to fail")
 
 
@@ -154,7 +157,7 @@ def test_every_address_picks_again_when_a_later_bind_finds_the_port_taken(create
 # listeners_open() failing: (HOST, PORT, injected failure, message, why).
 EVERY_ADDRESS_ERRORS = [
     ("*", 7777, ("bind", "EADDRINUSE", 1, 1),
-     r"error: bind \[::\]:7777: EADDRINUSE \(Address already in use\)",
+     r"error: bind \[::\]:7777: EADDRINUSE \(.+\)",
      "a port the user chose, taken on one address: a failure, and 0.0.0.0 closed again"),
     ("*", 0, ("bind", "EADDRNOTAVAIL"),
      r"error: bind 0\.0\.0\.0:0: EADDRNOTAVAIL \(.+\); bind \[::\]:0: EADDRNOTAVAIL \(.+\)",

@@ -16,7 +16,12 @@ LIBURING_FOUND := $(shell printf '\043include <liburing.h>\nint main(void) { ret
                     | $(CC) -x c -o /dev/null - $(LIBURING) >/dev/null 2>&1 && echo yes)
 
 ifneq ($(LIBURING_FOUND),yes)
+ifeq ($(COMPILER),musl-gcc)
+# musl-gcc sees musl's headers and libraries only, and Debian builds liburing for glibc.
+LIBURING_MISSING = needs a liburing built for musl (Debian's liburing-dev is glibc's)
+else
 LIBURING_MISSING = needs liburing-dev (io_uring_register_buf_ring); Debian: sudo apt-get install liburing-dev
+endif
 $(BUILD)/09_io_uring $(BUILD)/workspace/09_io_uring/09_io_uring:
 	@echo "09_io_uring: skipped, $(LIBURING_MISSING)"
 	@mkdir -p $(@D) && echo "$(LIBURING_MISSING)" > $@.skipped

@@ -187,14 +187,16 @@ static double server_cpu(long pid)
     char *p = strrchr(text, ')');
     if (p == NULL)
         return -1;
-    unsigned long long utime = 0, stime = 0;
+    unsigned long long utime = 0;
     int field = 2;
-    for (char *token = strtok(p + 1, " "); token != NULL; token = strtok(NULL, " ")) {
+    char *rest;
+    for (char *token = strtok_r(p + 1, " ", &rest); token != NULL;
+         token = strtok_r(NULL, " ", &rest)) {
         field++;
         if (field == 14)
             utime = strtoull(token, NULL, 10);
         if (field == 15) {
-            stime = strtoull(token, NULL, 10);
+            unsigned long long stime = strtoull(token, NULL, 10);
             return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
         }
     }
@@ -211,8 +213,10 @@ static long server_rss(long pid)
         return -1;
     long kib = -1;
     while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);   /* "VmRSS:   1234 kB" */
             break;
+        }
     fclose(f);
     return kib;
 }
@@ -622,6 +626,7 @@ int main(int argc, char **argv)
     if ((rlim_t)r->total + 16 > files) {
         fprintf(stderr, "loadgen: %ld connections need more open files than the limit, %llu "
                 "(ulimit -Hn)\n", r->total, (unsigned long long)files);
+        free(r);
         return 2;
     }
 
@@ -630,6 +635,7 @@ int main(int argc, char **argv)
     int status = getaddrinfo(o->host, o->port, &hints, &to);
     if (status != 0) {
         fprintf(stderr, "loadgen: %s port %s: %s\n", o->host, o->port, gai_strerror(status));
+        free(r);
         return 2;
     }
 
@@ -639,6 +645,10 @@ int main(int argc, char **argv)
     r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (r->clients == NULL || messages == NULL || r->scratch == NULL || r->epoll_fd == -1) {
         perror("loadgen");
+        free(messages);
+        free(r->scratch);
+        free(r->clients);
+        free(r);
         return 1;
     }
     for (long i = 0; i < r->total; i++) {

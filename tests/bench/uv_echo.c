@@ -22,13 +22,14 @@
  */
 #include <uv.h>
 
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WRITE_QUEUE_LIMIT (64 * 1024)
+#define WRITE_QUEUE_LIMIT ((size_t)64 * 1024)
 
 struct write_request {
     uv_write_t req;
@@ -171,7 +172,10 @@ int main(int argc, char **argv)
         return usage(stderr, argv[0]);
     const char *host = strcmp(argv[i], "*") == 0 ? "0.0.0.0" : argv[i];
     const char *port = argv[i + 1];
-    int backlog = atoi(argv[i + 2]);
+    char *end;
+    long backlog = strtol(argv[i + 2], &end, 10);
+    if (end == argv[i + 2] || *end != '\0' || backlog < 0 || backlog > INT_MAX)
+        return usage(stderr, argv[0]);
 
     struct sigaction ignore = { .sa_handler = SIG_IGN };
     sigaction(SIGPIPE, &ignore, NULL);   /* a write to a closed client: EPIPE */
@@ -190,7 +194,7 @@ int main(int argc, char **argv)
     status = uv_tcp_bind(&server, resolver.addrinfo->ai_addr, 0);
     uv_freeaddrinfo(resolver.addrinfo);
     if (status == 0)
-        status = uv_listen((uv_stream_t *)&server, backlog, on_connection);
+        status = uv_listen((uv_stream_t *)&server, (int)backlog, on_connection);
     if (status < 0) {
         fprintf(stderr, "%s: %s port %s: %s\n", argv[0], host, port, uv_strerror(status));
         return 1;

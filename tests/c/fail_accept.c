@@ -27,7 +27,7 @@
  * Under AddressSanitizer, also set ASAN_OPTIONS=verify_asan_link_order=0:
  * this library is loaded before the sanitizer's.
  */
-#define _GNU_SOURCE   /* RTLD_NEXT: the accept() we stand in for */
+#define _GNU_SOURCE   /* NOLINT(bugprone-reserved-identifier): glibc names it; RTLD_NEXT */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>

@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,9 @@ static int should_fail(const char *call)
     return 1;
 }
 
+/* ld --wrap=NAME links calls to NAME to __wrap_NAME, and __real_NAME to the
+ * real one: the linker chooses these names. */
+/* NOLINTBEGIN(bugprone-reserved-identifier): names ld --wrap requires */
 int __real_socket(int domain, int type, int protocol);
 int __real_setsockopt(int fd, int level, int name, const void *value, socklen_t len);
 int __real_bind(int fd, const struct sockaddr *addr, socklen_t len);
@@ -80,6 +84,21 @@ int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
 int __wrap_listen(int fd, int backlog)
 {
     return should_fail("listen") ? -1 : __real_listen(fd, backlog);
+}
+/* NOLINTEND(bugprone-reserved-identifier) */
+
+/* A whole number from the command line; anything else is a mistake in the
+ * test that ran us, not a case to check (atoi would read it as 0). */
+static int number(const char *text)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || value < INT_MIN || value > INT_MAX) {
+        fprintf(stderr, "server_create_check: '%s': not a whole number\n", text);
+        exit(2);
+    }
+    return (int)value;
 }
 
 static int open_descriptor_count(void)
@@ -151,13 +170,13 @@ int main(int argc, char **argv)
     if (argc >= 6) {
         failure.call = argv[4];
         failure.errnum = errno_from_name(argv[5]);
-        failure.times = argc >= 7 ? atoi(argv[6]) : -1;
-        failure.after = argc >= 8 ? atoi(argv[7]) : 0;
+        failure.times = argc >= 7 ? number(argv[6]) : -1;
+        failure.after = argc >= 8 ? number(argv[7]) : 0;
     }
 
     int before = open_descriptor_count();
     char err[TCP_SERVER_ERR_SIZE];
-    int result = check(argv[1], atoi(argv[2]), atoi(argv[3]), err, sizeof err);
+    int result = check(argv[1], number(argv[2]), number(argv[3]), err, sizeof err);
     if (result == -1)
         printf("error: %s\n", err);
     printf("descriptors: %d before, %d after\n", before, open_descriptor_count());
