@@ -183,7 +183,7 @@ valgrind:
 # "cppcheck-suppress ID" comment on the line before for cppcheck.  Needs
 # cppcheck, clang-tidy and gcc; liburing-dev and libuv1-dev for the headers
 # of step 9 and of tests/bench/uv_echo.c.  It runs its parts in parallel.
-ANALYZED := $(sort $(wildcard common/*.c steps/*/*.c tests/c/*.c tests/bench/*.c))
+ANALYZED := $(sort $(wildcard common/*.c steps/*/*.c tests/c/*.c tests/bench/*.c tests/fuzz/*.c))
 ANALYZE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 .PHONY: analyze analyze-cppcheck analyze-clang-tidy analyze-gcc
 analyze:

@@ -2,7 +2,7 @@
 
 /* glibc declares accept4() only for _GNU_SOURCE (it is in POSIX.1-2024,
  * which glibc's feature macros do not name yet). */
-#define _GNU_SOURCE
+#define _GNU_SOURCE   /* NOLINT(bugprone-reserved-identifier): glibc's name for it */
 
 #include "connections.h"
 

@@ -40,7 +40,7 @@
 #include <stddef.h>
 
 /* What the log holds while stdout is not taking it: about 900 lines. */
-#define LOG_BUFFER_SIZE (64 * 1024)
+#define LOG_BUFFER_SIZE ((size_t)64 * 1024)
 /* While lines wait, how often the loop tries stdout again. */
 #define LOG_RETRY_MS 50
 /* How long log_close() waits for stdout before giving up on the rest. */

@@ -72,15 +72,15 @@
 
 static short poll_events(unsigned wants)
 {
-    return (short)((wants & CONNECTION_READ ? POLLIN : 0)
-                   | (wants & CONNECTION_WRITE ? POLLOUT : 0));
+    return (short)(((wants & CONNECTION_READ) ? POLLIN : 0)
+                   | ((wants & CONNECTION_WRITE) ? POLLOUT : 0));
 }
 
 static unsigned ready_from(short revents)
 {
-    return (revents & POLLIN ? CONNECTION_READ : 0)
-           | (revents & POLLOUT ? CONNECTION_WRITE : 0)
-           | (revents & (POLLHUP | POLLERR | POLLNVAL) ? CONNECTION_ERROR : 0);
+    return ((revents & POLLIN) ? CONNECTION_READ : 0)
+           | ((revents & POLLOUT) ? CONNECTION_WRITE : 0)
+           | ((revents & (POLLHUP | POLLERR | POLLNVAL)) ? CONNECTION_ERROR : 0);
 }
 
 /* The host program's own state: a game would keep its world here.  Ours
@@ -155,9 +155,11 @@ int main(int argc, char **argv)
     nfds_t first_client = (nfds_t)listeners.count;
     struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
     struct connection **clients = calloc((size_t)args.max_clients + first_client,
-                                         sizeof *clients);
+                                         sizeof(struct connection *));
     if (fds == NULL || clients == NULL || connections_init(&table, &args, &log) == -1) {
         print_call_error(argv[0], "calloc", errno);
+        free(clients);
+        free(fds);
         return 1;
     }
     for (int l = 0; l < listeners.count; l++)

@@ -70,15 +70,15 @@
 
 static uint32_t epoll_events(unsigned wants)
 {
-    return (wants & CONNECTION_READ ? EPOLLIN : 0)
-           | (wants & CONNECTION_WRITE ? EPOLLOUT : 0);
+    return ((wants & CONNECTION_READ) ? EPOLLIN : 0)
+           | ((wants & CONNECTION_WRITE) ? EPOLLOUT : 0);
 }
 
 static unsigned ready_from(uint32_t events)
 {
-    return (events & EPOLLIN ? CONNECTION_READ : 0)
-           | (events & EPOLLOUT ? CONNECTION_WRITE : 0)
-           | (events & (EPOLLHUP | EPOLLERR) ? CONNECTION_ERROR : 0);
+    return ((events & EPOLLIN) ? CONNECTION_READ : 0)
+           | ((events & EPOLLOUT) ? CONNECTION_WRITE : 0)
+           | ((events & (EPOLLHUP | EPOLLERR)) ? CONNECTION_ERROR : 0);
 }
 
 /* Tells the kernel what c wants now: op EPOLL_CTL_ADD for a new client,

@@ -551,10 +551,10 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe)
         on_accept(server, (int)(whom >> REQUEST_BITS), cqe);
         return;
     case REQUEST_RECV:
-        on_recv(server, (struct client *)whom, cqe);
+        on_recv(server, (struct client *)whom, cqe);   /* NOLINT(performance-no-int-to-ptr): the kind rides in the pointer's low bits */
         return;
     case REQUEST_SEND:
-        on_send(server, (struct client *)whom, cqe->res);
+        on_send(server, (struct client *)whom, cqe->res);   /* NOLINT(performance-no-int-to-ptr): the kind rides in the pointer's low bits */
         return;
     }
 }

@@ -50,8 +50,8 @@
 #define MAX_OPERATIONS 64
 /* What one client may send in one input: enough to fill every buffer on the
  * way a few times over, little enough that a run stays fast. */
-#define STREAM_LIMIT (256 * 1024)
-#define LARGEST_CHUNK (32 * 1024)
+#define STREAM_LIMIT ((size_t)256 * 1024)
+#define LARGEST_CHUNK ((size_t)32 * 1024)
 /* Kernel buffers per socket (Linux doubles it and keeps at least ~4.6 KB). */
 #define SOCKET_BUFFER 4096
 /* Segments well under the buffers: with loopback's 64 KiB ones, a window
@@ -202,7 +202,10 @@ static void connect_client(struct connection_table *table, struct client *client
     }
     wait_for(listen_fd, POLLIN, "poll for the connection to accept");
     client->server = connection_accept(table, listen_fd);
-    require(client->server != NULL, "connection_accept() takes the waiting client", client);
+    if (client->server == NULL) {
+        require(false, "connection_accept() takes the waiting client", client);
+        return;
+    }
     require(socket_port(client->server->fd, true) == socket_port(client->fd, false),
             "connection_accept() takes the client that connected", client);
     client->sent_length = client->received = 0;
@@ -272,7 +275,9 @@ static void server_poll_round(struct connection_table *table)
     for (int i = 0; i < CLIENTS; i++) {
         const struct connection *c = clients[i].server;
         fds[i].fd = c->fd;   /* poll() skips a negative fd */
-        fds[i].events = c->fd != -1 ? poll_events(connection_wants(c)) : 0;
+        fds[i].events = 0;
+        if (c->fd != -1)
+            fds[i].events = poll_events(connection_wants(c));
         fds[i].revents = 0;
     }
     if (poll(fds, CLIENTS, 0) == -1 && errno != EINTR)
