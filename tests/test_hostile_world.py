@@ -21,8 +21,10 @@ import time
 
 import pytest
 
-from programs import (explain, open_client, recv_exactly, recv_until_eof, strace_prefix,
-                      wait_until)
+from programs import (explain, open_client, process_state, recv_exactly, recv_until_eof,
+                      strace_prefix, traced_child, wait_until)
+
+ACCEPTS_PER_TURN = 64      # common/connections.h
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
@@ -266,3 +268,196 @@ def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, 
         finally:
             for sock in fillers + [pinger]:
                 sock.close()
+
+
+def accept_runs(trace_lines, waits):
+    """The lengths of the runs of accept calls between two waits, from an
+    strace output."""
+    runs, run = [], 0
+    for line in trace_lines:
+        call = re.match(r"(?:\d+\s+)?(\w+)\(", line)
+        if call is None:
+            continue
+        if call[1] in ("accept4", "accept"):
+            run += 1
+        elif call[1] in waits:
+            runs.append(run)
+            run = 0
+    return runs + [run]
+
+
+@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+def test_accepting_stops_after_accepts_per_turn_and_serves_in_between(step, program, lab, tmp_path):
+    # 09_io_uring calls no accept(): one multishot request posts a completion
+    # per client, queued in order with everyone else's.
+    waits = {"06_frame_loop": ("poll",), "07_poll": ("poll",), "08_epoll": ("epoll_wait",)}[step]
+    trace = tmp_path / "trace"
+    prefix = strace_prefix("-o", str(trace), "-e", f"trace=accept,accept4,{','.join(waits)}")
+    clients = []
+    with program(step).start("--quiet", "--max-clients", 1000, "127.0.0.1", 0, 1024,
+                             prefix=prefix) as server:
+        child = traced_child(server.pid)
+        try:
+            # 300 clients queued at once: stopped, the server cannot take them
+            # one by one as they come.
+            os.kill(child, signal.SIGSTOP)
+            wait_until(lambda: process_state(child) in ("T", "t"), 5)
+            for _ in range(300):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", server.port))
+                clients.append(sock)
+            os.kill(child, signal.SIGCONT)
+            for sock in clients:
+                sock.setblocking(True)
+                sock.settimeout(5)
+                sock.sendall(b"x")
+            for i, sock in enumerate(clients):
+                assert recv_exactly(sock, 1) == b"x", f"client {i} of 300 queued was not echoed"
+        finally:
+            for sock in clients:
+                sock.close()
+            os.kill(child, signal.SIGTERM)
+            server.proc.wait(timeout=10)
+            server.stopped = True
+            server.returncode = server.proc.returncode
+    runs = accept_runs(trace.read_text().splitlines(), waits)
+    longest = max(runs)
+    assert 0 < longest <= ACCEPTS_PER_TURN, explain(
+        step, server.command, f"at most {ACCEPTS_PER_TURN} accept calls between two waits, so the "
+        "connected clients are served in between, however many are queued",
+        f"{longest} accept calls in a row, with 300 clients queued (strace)",
+        "connection_accept() returns NULL once ACCEPTS_PER_TURN clients were taken this turn")
+
+
+REFUSED_ONE = re.compile(r"^refused \S+: too many clients")
+REFUSED_MORE = re.compile(r"^refused (\d+) more clients")
+
+
+def test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
+    with program(step).start("--max-clients", 1, "127.0.0.1", 0) as server:
+        holder = open_client(lab, server)
+        try:
+            holder.sendall(b"x")
+            assert recv_exactly(holder, 1) == b"x"
+            started = time.monotonic()
+            refused = 200
+            for i in range(refused):
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                    line, eof = recv_until_eof(sock, timeout=5)
+                    assert line.startswith(b"busy: too many clients") and eof, explain(
+                        step, server.command, "a client over --max-clients 1 gets the busy line, then "
+                        "the end", f"client {i} got {line!r}{'' if eof else ' and no end'}")
+            elapsed = time.monotonic() - started
+
+            def counted():
+                ones = sum(1 for line in server.lines if REFUSED_ONE.match(line))
+                more = sum(int(m[1]) for m in map(REFUSED_MORE.match, server.lines) if m)
+                return ones, more
+            wait_for = lambda: sum(counted()) >= refused  # noqa: E731
+            try:
+                server.wait_for_line(r"^refused \d+ more clients", timeout=5)
+            except AssertionError:
+                pass                      # checked below, with what the lines say
+            wait_until(lambda: server._read_available() and wait_for(), 3)
+            ones, more = counted()
+            assert ones + more == refused, explain(
+                step, server.command, f"each of the {refused} refusals logged or summed up in a "
+                "'refused N more clients' line", f"{ones} lines of their own, {more} summed up")
+            assert ones <= elapsed / 1.0 + 2, explain(
+                step, server.command, "at most one 'refused' line of its own a second",
+                f"{ones} in {elapsed:.1f} s",
+                "a flood of connections would flood the log too: count them, and sum them up")
+        finally:
+            holder.close()
+
+
+def close_on_exec_missing(pid):
+    """The server's descriptors (3 and up) without close-on-exec."""
+    missing = []
+    for fd in sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if fd >= 3 and not flags & os.O_CLOEXEC:
+            missing.append(f"{fd} ({target})")
+    return missing
+
+
+def test_every_descriptor_is_close_on_exec(step, program, lab):
+    with program(step).start("*", 0) as server:
+        with open_client(lab, server) as sock:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+            missing = close_on_exec_missing(server.pid)
+            assert missing == [], explain(
+                step, server.command, "every descriptor the server opens is close-on-exec, so a "
+                "program it ever ran would not inherit its sockets (and hold its port)",
+                f"without FD_CLOEXEC: {', '.join(missing)}",
+                "SOCK_CLOEXEC for socket() and accept4(), O_CLOEXEC for open(), EPOLL_CLOEXEC")
+
+
+@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, program, lab):
+    # The server's second open() of /dev/null -- taking its spare back after
+    # accept() said EMFILE -- fails (strace injects ENFILE: the system's
+    # file table was full for that moment).  Then a client leaves: the
+    # descriptor it frees must become the spare again, or every later client
+    # at the limit would wait in the queue instead of hearing "busy".
+    limit = 14
+    prefix = strace_prefix("-f", "-o", "/dev/null", "-P", "/dev/null", "-e", "trace=openat",
+                           "-e", "inject=openat:error=ENFILE:when=2")
+    prefix += ["prlimit", f"--nofile={limit}:{limit}", "--"]
+    served = []
+    with program(step).start("127.0.0.1", 0, prefix=prefix) as server:
+        child = traced_child(server.pid)
+        try:
+            # Served until the descriptors run out; on the way, the spare is
+            # given up once and not taken back (a client may get its place).
+            for attempt in range(limit):
+                sock = open_client(lab, server)
+                sock.sendall(b"hi")
+                back = recv_exactly(sock, 2, timeout=1.5)
+                if back != b"hi":
+                    sock.close()
+                    break
+                served.append(sock)
+            else:
+                raise AssertionError(f"every client was served with RLIMIT_NOFILE {limit}")
+            served.pop(0).close()         # a client leaves: its descriptor is free
+            server.wait_for_line(r"^closed .*client closed", timeout=5)
+            for name in ("the next client", "the one after"):
+                with open_client(lab, server) as late:
+                    line, eof = recv_until_eof(late, timeout=3)
+                assert line.startswith(b"busy: server out of descriptors") and eof, explain(
+                    step, server.command, f"at the descriptor limit, {name} is refused at once with "
+                    "'busy: server out of descriptors'",
+                    f"it got {line!r}{'' if eof else ', and no end within 3 s'}",
+                    "once the spare's reopening failed, nothing opened it again: reopen it when a "
+                    "client's descriptor is closed")
+        finally:
+            for sock in served:
+                sock.close()
+            os.kill(child, signal.SIGTERM)
+            server.proc.wait(timeout=10)
+            server.stopped = True
+            server.returncode = server.proc.returncode
+
+
+@pytest.mark.long
+def test_a_client_silent_for_60_s_is_closed_by_default(step, program, lab):
+    with program(step).start("127.0.0.1", 0) as server:
+        with open_client(lab, server) as sock:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+            silent_since = time.monotonic()
+            line, eof = recv_until_eof(sock, timeout=70)
+            silent = time.monotonic() - silent_since
+        assert eof and 59 <= silent <= 65, explain(
+            step, server.command, "with no --idle-timeout, a client silent for 60 s is closed "
+            "(the default; --idle-timeout 0 turns it off)",
+            f"{'closed' if eof else 'still open'} after {silent:.1f} s")
+        server.wait_for_line(r"^closed .*: idle for 60 s$", timeout=2)
