@@ -342,7 +342,7 @@ def test_frame_loop_never_waits_for_a_silent_or_stuck_client(program, lab):
             closed = [line for line in server.lines
                       if re.match(rf"^closed ({silent_peer}|{peer_of(stuck)}): ", line)]
             assert not closed, explain(
-                STEP, server.command, "silent and slow clients are kept (no --idle-timeout)",
+                STEP, server.command, "silent and slow clients are kept (for a few seconds: the idle timeout is 60 s)",
                 f"it printed {closed!r}")
 
 
