@@ -94,7 +94,7 @@ def build_always_pollout(tmp_path):
         pytest.skip("no C compiler (cc) to build the exercise's copy")
     with open(os.path.join(ROOT, "steps", "07_poll", "main.c")) as f:
         source = f.read()
-    wanted = "| (wants & CONNECTION_WRITE ? POLLOUT : 0));"
+    wanted = "| ((wants & CONNECTION_WRITE) ? POLLOUT : 0));"
     assert source.count(wanted) == 1, "poll_events() in steps/07_poll/main.c changed shape"
     copy = tmp_path / "main.c"
     copy.write_text(source.replace(wanted, "| POLLOUT);   /* the exercise: always */"))

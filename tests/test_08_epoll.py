@@ -325,8 +325,8 @@ def test_a_client_leaves_the_interest_list_when_the_server_closes_it(program, la
 
 
 # The one line a copy of step 8 changes to register clients edge-triggered.
-LEVEL_LINE = "    return (wants & CONNECTION_READ ? EPOLLIN : 0)"
-EDGE_LINE = "    return EPOLLET | (wants & CONNECTION_READ ? EPOLLIN : 0)"
+LEVEL_LINE = "    return ((wants & CONNECTION_READ) ? EPOLLIN : 0)"
+EDGE_LINE = "    return EPOLLET | ((wants & CONNECTION_READ) ? EPOLLIN : 0)"
 OUTPUT_LIMIT = 64 * 1024   # common/connections.h: the most read per client at once
 
 
