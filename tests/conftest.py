@@ -60,6 +60,9 @@ def pytest_configure(config):
     programs.RUN_UNDER[:] = run_under
     config.addinivalue_line(
         "markers", "long: takes seconds of waiting; pytest-xdist workers start these first")
+    config.addinivalue_line(
+        "markers", "course_default: checks a default of common/ that no learner writes "
+                   "(make check leaves it out)")
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
     # A pytest-xdist worker has threads already: it makes its lab inside the
     # user namespace of the process that started it (tests/lab.py).

@@ -443,6 +443,7 @@ def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, progra
 
 
 @pytest.mark.long
+@pytest.mark.course_default
 def test_a_client_silent_for_60_s_is_closed_by_default(step, program, lab):
     with program(step).start("127.0.0.1", 0) as server:
         with open_client(lab, server) as sock:
