@@ -1,11 +1,12 @@
 /* signals.c -- see signals.h. */
 #include "signals.h"
 
+#include "address.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,18 +15,20 @@
 static volatile sig_atomic_t stop_signal;
 static int stop_pipe[2] = { -1, -1 };   /* [0] read end, [1] write end */
 
-static void fail(const char *call)
+/* err = "CALL: ENAME (strerror text)"; returns -1, as the caller will. */
+static int failed(char *err, size_t err_size, const char *call, int errnum)
 {
-    perror(call);
-    exit(1);
+    snprintf(err, err_size, "%s: %s (%s)", call, errno_name(errnum), strerror(errnum));
+    return -1;
 }
 
-static void ignore_sigpipe(void)
+static int ignore_sigpipe(char *err, size_t err_size)
 {
     /* Writing to a peer that has gone raises SIGPIPE, whose default action
      * kills the process; ignored, write() fails with EPIPE instead. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
-        fail("signal SIGPIPE");
+        return failed(err, err_size, "signal SIGPIPE", errno);
+    return 0;
 }
 
 static sigset_t stop_signal_set(void)
@@ -37,23 +40,23 @@ static sigset_t stop_signal_set(void)
     return set;
 }
 
-void hold_stop_signals(void)
+int hold_stop_signals(char *err, size_t err_size)
 {
-    ignore_sigpipe();
+    if (ignore_sigpipe(err, err_size) == -1)
+        return -1;
     sigset_t set = stop_signal_set();
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-        fail("sigprocmask");
+        return failed(err, err_size, "sigprocmask", errno);
+    return 0;
 }
 
-int wait_for_stop_signal(void)
+int wait_for_stop_signal(char *err, size_t err_size)
 {
     sigset_t set = stop_signal_set();
     int signal_number;
-    int rc = sigwait(&set, &signal_number);
-    if (rc != 0) {
-        fprintf(stderr, "sigwait: %s\n", strerror(rc));
-        exit(1);
-    }
+    int rc = sigwait(&set, &signal_number);   /* returns the error, not -1 */
+    if (rc != 0)
+        return failed(err, err_size, "sigwait", rc);
     return signal_number;
 }
 
@@ -65,21 +68,25 @@ static void exit_now(int signal_number)
 
 /* No SA_RESTART: a blocked accept() or poll() returns EINTR, so a loop
  * sees the request at once. */
-static void handle_stop_signals(void (*handler)(int))
+static int handle_stop_signals(void (*handler)(int), char *err, size_t err_size)
 {
-    ignore_sigpipe();
+    if (ignore_sigpipe(err, err_size) == -1)
+        return -1;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = handler;
     sigemptyset(&action.sa_mask);
     action.sa_flags = 0;
-    if (sigaction(SIGINT, &action, NULL) == -1 || sigaction(SIGTERM, &action, NULL) == -1)
-        fail("sigaction");
+    if (sigaction(SIGINT, &action, NULL) == -1)
+        return failed(err, err_size, "sigaction SIGINT", errno);
+    if (sigaction(SIGTERM, &action, NULL) == -1)
+        return failed(err, err_size, "sigaction SIGTERM", errno);
+    return 0;
 }
 
-void exit_on_stop_signals(void)
+int exit_on_stop_signals(char *err, size_t err_size)
 {
-    handle_stop_signals(exit_now);
+    return handle_stop_signals(exit_now, err, err_size);
 }
 
 static void on_stop_signal(int signal_number)
@@ -93,19 +100,19 @@ static void on_stop_signal(int signal_number)
     errno = saved_errno;
 }
 
-void catch_stop_signals(void)
+int catch_stop_signals(char *err, size_t err_size)
 {
     /* The pipe first, then the handler that writes to it: a signal can come
      * the moment the handler is in place, and must find the pipe there. */
     if (stop_pipe[0] == -1) {
         if (pipe(stop_pipe) == -1)
-            fail("pipe");
+            return failed(err, err_size, "pipe", errno);
         for (int i = 0; i < 2; i++)
             if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) == -1
                 || fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) == -1)
-                fail("fcntl");
+                return failed(err, err_size, "fcntl (stop pipe)", errno);
     }
-    handle_stop_signals(on_stop_signal);
+    return handle_stop_signals(on_stop_signal, err, err_size);
 }
 
 bool stop_requested(void)

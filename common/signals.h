@@ -23,13 +23,16 @@
 #define SIGNALS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
-void hold_stop_signals(void);
-int wait_for_stop_signal(void);          /* returns the signal number */
+/* Each returns 0 (wait_for_stop_signal: the signal's number), or -1 with
+ * err = "CALL: ENAME (what it means)", as common/ does everywhere. */
+int hold_stop_signals(char *err, size_t err_size);
+int wait_for_stop_signal(char *err, size_t err_size);
 
-void exit_on_stop_signals(void);
+int exit_on_stop_signals(char *err, size_t err_size);
 
-void catch_stop_signals(void);
+int catch_stop_signals(char *err, size_t err_size);
 bool stop_requested(void);
 int stop_signal_fd(void);                /* readable once a stop signal came */
 const char *stop_signal_name(void);      /* "SIGINT", "SIGTERM" or "none" */

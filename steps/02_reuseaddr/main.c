@@ -38,9 +38,12 @@ int main(int argc, char **argv)
 {
     struct server_args args;
     parse_server_args(argc, argv, OPTION_NO_REUSEADDR, 0, &args);
-    hold_stop_signals();
-
     char err[256];
+    if (hold_stop_signals(err, sizeof err) == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+
     struct addrinfo *addresses;
     if (resolve_server_address(args.host, args.port, &addresses, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
@@ -86,7 +89,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     freeaddrinfo(addresses);
 
-    wait_for_stop_signal();
+    int stopped_by = wait_for_stop_signal(err, sizeof err);
+    if (stopped_by == -1)
+        fprintf(stderr, "%s: %s\n", argv[0], err);
     close(listen_fd);
-    return 0;
+    return stopped_by == -1 ? 1 : 0;
 }

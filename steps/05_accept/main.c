@@ -65,9 +65,12 @@ int main(int argc, char **argv)
 {
     struct server_args args;
     parse_server_args(argc, argv, 0, 0, &args);
-    exit_on_stop_signals();   /* Ctrl-C: exit 0, the kernel closes every socket */
-
     char err[TCP_SERVER_ERR_SIZE];
+    /* Ctrl-C: exit 0, the kernel closes every socket */
+    if (exit_on_stop_signals(err, sizeof err) == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
     int listen_fd = tcp_server_create(args.host, args.port, args.backlog, err, sizeof err);
     if (listen_fd == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);

@@ -124,11 +124,14 @@ int main(int argc, char **argv)
     parse_server_args(argc, argv,
                       OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT | OPTION_FPS,
                       DEFAULT_MAX_CLIENTS, &args);
-    catch_stop_signals();
+    char err[TCP_SERVER_ERR_SIZE];
+    if (catch_stop_signals(err, sizeof err) == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
 
     /* Created once, before the first frame: a socket on every address HOST
      * names (common/listeners.h), where steps 1-5 took the first one. */
-    char err[TCP_SERVER_ERR_SIZE];
     struct listeners listeners;
     if (listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);

@@ -65,9 +65,12 @@ int main(int argc, char **argv)
     struct server_args args;
     parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
                       DEFAULT_MAX_CLIENTS, &args);
-    catch_stop_signals();
-
     char err[TCP_SERVER_ERR_SIZE];
+    if (catch_stop_signals(err, sizeof err) == -1) {
+        fprintf(stderr, "%s: %s\n", argv[0], err);
+        return 1;
+    }
+
     struct listeners listeners;   /* one per address of HOST (common/listeners.h) */
     if (listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
