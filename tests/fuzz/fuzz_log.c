@@ -35,7 +35,7 @@
 
 #define PIPE_SIZE 4096
 #define LONGEST_LINE 600        /* the log cuts lines at 510 bytes + "\n" */
-#define OUTPUT_LIMIT_BYTES (4 * 1024 * 1024)
+#define OUTPUT_LIMIT_BYTES ((size_t)4 * 1024 * 1024)
 /* A call that takes longer than this waited for the pipe (libFuzzer's
  * own timer interrupts a blocked write() every second or so, so a wait
  * shows as a stall, not always as a hang). */
@@ -62,6 +62,9 @@ struct output {
     char *text;      /* what was read from the pipe */
     size_t length;
 };
+
+/* Where struct output keeps it: 4 MiB, not on the stack. */
+static char output_text[OUTPUT_LIMIT_BYTES];
 
 /* Reads up to `most` bytes of what the pipe holds, without waiting. */
 static void read_some(int read_end, struct output *out, size_t most)
@@ -99,13 +102,17 @@ static void check_output(const struct output *out, long written)
         require(end != NULL, "the output ends with a whole line", "");
         size_t length = (size_t)(end - line);
         require(length <= 510, "a line is cut to 510 bytes at most", "");
-        long number;
-        int consumed = 0;
-        if (sscanf(line, "log: %ld lines dropped%n", &number, &consumed) == 1 && consumed > 0) {
+        char *after;
+        if (strncmp(line, "log: ", 5) == 0) {
+            long number = strtol(line + 5, &after, 10);
+            require(after > line + 5 && strncmp(after, " lines dropped", 14) == 0,
+                    "a count line says 'log: N lines dropped'", "");
             require(number > 0, "a dropped count is positive", "");
             dropped_pending += number;
         } else {
-            require(sscanf(line, "#%ld", &number) == 1, "a line is a numbered line or a count", "");
+            require(line[0] == '#', "a line is a numbered line or a count", "");
+            long number = strtol(line + 1, &after, 10);
+            require(after > line + 1 && *after == ' ', "a line is a numbered line or a count", "");
             require(number >= expected_next, "lines come in order, each once", "");
             require(number - expected_next == dropped_pending,
                     "the lines skipped are exactly those counted as dropped", "");
@@ -144,8 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         log.poll_first = true;
     }
 
-    static char text[OUTPUT_LIMIT_BYTES];
-    struct output out = { text, 0 };
+    struct output out = { output_text, 0 };
     long written = 0;
     char filler[LONGEST_LINE + 1];
     memset(filler, 'x', LONGEST_LINE);
