@@ -7,6 +7,7 @@ twice, and programs the server might run (close-on-exec).
 Each test runs against every Part 2 step that exists under steps/.
 """
 
+import contextlib
 import os
 import pty
 import re
@@ -444,16 +445,23 @@ def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, progra
 
 @pytest.mark.long
 @pytest.mark.course_default
-def test_a_client_silent_for_60_s_is_closed_by_default(step, program, lab):
-    with program(step).start("127.0.0.1", 0) as server:
-        with open_client(lab, server) as sock:
+def test_a_client_silent_for_60_s_is_closed_by_default(program, lab):
+    # One test for every step at once, servers side by side: a minute of
+    # waiting costs one pytest worker, not one per step.
+    with contextlib.ExitStack() as stack:
+        servers = {step: stack.enter_context(program(step).start("127.0.0.1", 0)) for step in STEPS}
+        clients = {}
+        for step, server in servers.items():
+            sock = stack.enter_context(open_client(lab, server))
             sock.sendall(b"x")
-            assert recv_exactly(sock, 1) == b"x"
-            silent_since = time.monotonic()
-            line, eof = recv_until_eof(sock, timeout=70)
+            assert recv_exactly(sock, 1) == b"x", f"{step}: the client was not echoed"
+            clients[step] = (sock, time.monotonic())
+        for step, (sock, silent_since) in clients.items():
+            line, eof = recv_until_eof(sock, timeout=max(1, 70 - (time.monotonic() - silent_since)))
             silent = time.monotonic() - silent_since
-        assert eof and 59 <= silent <= 65, explain(
-            step, server.command, "with no --idle-timeout, a client silent for 60 s is closed "
-            "(the default; --idle-timeout 0 turns it off)",
-            f"{'closed' if eof else 'still open'} after {silent:.1f} s")
-        server.wait_for_line(r"^closed .*: idle for 60 s$", timeout=2)
+            server = servers[step]
+            assert eof and 59 <= silent <= 65, explain(
+                step, server.command, "with no --idle-timeout, a client silent for 60 s is closed "
+                "(the default; --idle-timeout 0 turns it off)",
+                f"{'closed' if eof else 'still open'} after {silent:.1f} s")
+            server.wait_for_line(r"^closed .*: idle for 60 s$", timeout=2)
