@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -196,34 +195,31 @@ def echo_once_port(port):
 
 # -- a flood of connections --------------------------------------------------
 
-# One flooder: connects and closes as fast as it can, for `seconds` or
-# `limit` connections, whichever ends first, then prints how many it made.
-# SO_LINGER 0 makes close() a reset, so no port waits in TIME-WAIT.
-FLOODER = r"""
-import socket, struct, sys, time
-host, port, seconds, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-end = time.monotonic() + seconds
-count = 0
-while count < limit and time.monotonic() < end:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.settimeout(1)
-    try:
-        sock.connect((host, port))
-    except OSError:
-        pass
-    sock.close()
-    count += 1
-print(count)
-"""
+@pytest.fixture(scope="session")
+def flooder(tmp_path_factory):
+    """tests/c/flood.c, built: bursts of 256 connects, each then reset."""
+    source = os.path.join(ROOT, "tests", "c", "flood.c")
+    binary = str(tmp_path_factory.mktemp("flood") / "flood")
+    command = [os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+               "-o", binary, source]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, explain(
+        "flood", " ".join(command), "the test's flooder builds",
+        f"exit status {result.returncode}: {result.stderr.strip()}",
+        "a C compiler (cc) must be installed")
+    return binary
+
+
 FLOODERS = 4
 FLOOD_SECONDS = 5
-# The issue's measure is 100 ms.  The bound is looser: the test shares two
-# cores with four flooders, the server, and the other tests.
-ROUND_TRIP_BOUND = 0.3
+# Measured on 2 cores, quiet: before accepting was bounded, a connected
+# client's worst round trip was 280-610 ms (steps 6-8); since, 11-27 ms.
+# The bound leaves room for a busy machine running the other tests.
+ROUND_TRIP_BOUND = 0.2
 
 
-def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, program, lab):
+def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, program, lab,
+                                                                         flooder):
     max_clients = 64
     with program(step).start("--max-clients", max_clients, "127.0.0.1", 0) as server:
         fillers = [open_client(lab, server) for _ in range(max_clients - 1)]
@@ -231,8 +227,8 @@ def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, 
         try:
             pinger.sendall(b"ping")
             assert recv_exactly(pinger, 4) == b"ping"
-            flooders = [subprocess.Popen([sys.executable, "-c", FLOODER, "127.0.0.1", str(server.port),
-                                          str(FLOOD_SECONDS), "200000"],
+            flooders = [subprocess.Popen([flooder, "127.0.0.1", str(server.port),
+                                          str(FLOOD_SECONDS), "2000000"],
                                          stdout=subprocess.PIPE, text=True)
                         for _ in range(FLOODERS)]
             round_trips = []
@@ -249,6 +245,7 @@ def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, 
                     time.sleep(0.02)      # pacing the pings, not waiting for the server
             finally:
                 made = [int(f.communicate(timeout=30)[0] or 0) for f in flooders]
+                assert all(f.returncode == 0 for f in flooders), "a flooder failed (its stderr says why)"
             round_trips.sort()
             worst, p99 = round_trips[-1], round_trips[int(len(round_trips) * 0.99)]
             print(f"{step}: {sum(made)} connections in {FLOOD_SECONDS} s; {len(round_trips)} pings, "
