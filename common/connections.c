@@ -65,6 +65,7 @@ int connections_init(struct connection_table *table, const struct server_args *a
     }
     table->max_clients = args->max_clients;
     table->log = log;
+    table->refusals = REFUSALS_LOG_LIMIT;
     table->quiet = args->quiet;
     table->idle_timeout = args->idle_timeout;
     table->spare_fd = open_spare();   /* -1 is survivable: we pause instead */
@@ -157,19 +158,10 @@ static void close_on_error(struct connection_table *table, struct connection *c,
     connection_close(table, c, reason);
 }
 
-/* "refused N more clients": the refusals not logged one by one. */
-static void sum_up_refusals(struct connection_table *table)
-{
-    if (table->refusals_unlogged > 0 && !table->quiet && table->log != NULL)
-        log_line(table->log, "refused %lu more clients (one line a second at most)",
-                 table->refusals_unlogged);
-    table->refusals_unlogged = 0;
-}
-
 /* Tells a client we will not serve it, in one line, and hangs up.  A fresh
  * socket's send buffer is empty, so this short write cannot block.  During a
  * flood, a line per refusal would be most of the work, and the log would
- * drown: one gets a line of its own per REFUSAL_LOG_SECONDS, the others
+ * drown: one gets a line of its own a second (REFUSALS_LOG_LIMIT), the others
  * are counted. */
 static void refuse(struct connection_table *table, int fd, const char *peer,
                    const char *line, const char *why)
@@ -178,13 +170,9 @@ static void refuse(struct connection_table *table, int fd, const char *peer,
         /* The client is gone already; it hears nothing either way. */
     }
     close(fd);
-    double now = monotonic_seconds();
-    if (now < table->refusals_quiet_until) {
-        table->refusals_unlogged++;
+    if (table->quiet || table->log == NULL
+        || !log_limit_allows(table->log, &table->refusals, monotonic_seconds()))
         return;
-    }
-    sum_up_refusals(table);
-    table->refusals_quiet_until = now + REFUSAL_LOG_SECONDS;
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", why);
     log_event(table, "refused", peer, detail);
@@ -443,11 +431,10 @@ int connections_expire(struct connection_table *table)
     table->accepts_this_turn = 0;
     if (table->accept_paused_until > now)
         next_due = table->accept_paused_until;
-    if (table->refusals_unlogged > 0) {
-        if (now >= table->refusals_quiet_until)
-            sum_up_refusals(table);
-        else if (next_due == 0 || table->refusals_quiet_until < next_due)
-            next_due = table->refusals_quiet_until;
+    if (!table->quiet && table->log != NULL) {
+        double refusals_due = log_limit_expire(table->log, &table->refusals, now);
+        if (refusals_due > 0 && (next_due == 0 || refusals_due < next_due))
+            next_due = refusals_due;
     }
 
     if (table->idle_timeout > 0) {

@@ -90,8 +90,9 @@
  * are served in between, however fast new ones arrive. */
 #define ACCEPTS_PER_TURN 64
 /* Refusals get a line each at most once a second; the others are counted
- * and summed up in one line ("refused 512 more clients ..."). */
-#define REFUSAL_LOG_SECONDS 1.0
+ * and summed up in one line ("refused 512 more clients ..."): log.h. */
+#define REFUSALS_LOG_LIMIT ((struct log_limit){ .period = 1.0, .verb = "refused", \
+                                                .what = "more clients (one line a second at most)" })
 
 /* What a socket is ready for (connection_handle) or wants (connection_wants). */
 enum connection_ready {
@@ -128,8 +129,7 @@ struct connection_table {
     double accept_paused_until;      /* after accept() failed and the spare could not help */
     int spare_fd;                    /* held open to be given up on EMFILE; -1 if none */
     int accepts_this_turn;           /* since connections_expire(): ACCEPTS_PER_TURN at most */
-    double refusals_quiet_until;     /* no "refused" line of its own before then */
-    unsigned long refusals_unlogged; /* refused meanwhile, not yet summed up */
+    struct log_limit refusals;       /* a "refused" line a second, the rest counted */
 };
 
 /* Seconds on a clock that never jumps (CLOCK_MONOTONIC). */

@@ -180,3 +180,25 @@ void log_close(struct server_log *log)
     log->fd = -1;
     log->fd_is_ours = false;
 }
+
+double log_limit_expire(struct server_log *log, struct log_limit *limit, double now)
+{
+    if (limit->held_back == 0)
+        return 0;
+    if (now < limit->quiet_until)
+        return limit->quiet_until;
+    log_line(log, "%s %lu %s", limit->verb, limit->held_back, limit->what);
+    limit->held_back = 0;
+    return 0;
+}
+
+bool log_limit_allows(struct server_log *log, struct log_limit *limit, double now)
+{
+    if (now < limit->quiet_until) {
+        limit->held_back++;
+        return false;
+    }
+    log_limit_expire(log, limit, now);
+    limit->quiet_until = now + limit->period;
+    return true;
+}

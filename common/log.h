@@ -74,4 +74,24 @@ bool log_pending(const struct server_log *log);
  * gives up on the rest (and says so, if stdout takes that). */
 void log_close(struct server_log *log);
 
+/* Lines of one kind -- a refusal, in a flood of them -- at most one per
+ * `period` seconds; the others are counted, and one line sums them up:
+ * "VERB N WHAT" ("refused 312 more clients (one line a second at most)"). */
+struct log_limit {
+    double period;
+    const char *verb;
+    const char *what;
+    double quiet_until;        /* no line of its own before then */
+    unsigned long held_back;   /* counted meanwhile, not summed up yet */
+};
+
+/* One more event at `now` (seconds, monotonic): true if it may have its
+ * line (the line summing up those held back is written first), false if
+ * it was counted instead. */
+bool log_limit_allows(struct server_log *log, struct log_limit *limit, double now);
+
+/* The summing line, once `period` is over.  Returns when to call again
+ * (seconds, as `now`), or 0 when nothing is held back. */
+double log_limit_expire(struct server_log *log, struct log_limit *limit, double now);
+
 #endif

@@ -3,7 +3,7 @@
 
 #include "accept_errors.h"
 #include "address.h"
-#include "connections.h"   /* monotonic_seconds(), OUTPUT_LIMIT, REFUSAL_LOG_SECONDS */
+#include "connections.h"   /* monotonic_seconds(), OUTPUT_LIMIT, REFUSALS_LOG_LIMIT */
 #include "signals.h"
 
 #include <errno.h>
@@ -395,15 +395,6 @@ static void arm_accept(struct server *server, int index)
     server->accept_armed[index] = true;
 }
 
-/* "refused N more clients": the refusals not logged one by one. */
-static void sum_up_refusals(struct server *server)
-{
-    if (server->refusals_unlogged > 0 && !server->quiet)
-        log_line(server->log, "refused %lu more clients (one line a second at most)",
-                 server->refusals_unlogged);
-    server->refusals_unlogged = 0;
-}
-
 /* Tells a client we will not serve it, in one line, and hangs up.  A fresh
  * socket's send buffer is empty, so this short send does not wait; the
  * socket is blocking (io_uring needs no O_NONBLOCK): MSG_DONTWAIT makes sure. */
@@ -416,13 +407,8 @@ static void refuse(struct server *server, int fd, const char *peer, const char *
     if (close(fd) == -1)
         report_failure("close", errno);
     /* A line of its own at most once a second, as in common/connections.c. */
-    double now = monotonic_seconds();
-    if (now < server->refusals_quiet_until) {
-        server->refusals_unlogged++;
+    if (server->quiet || !log_limit_allows(server->log, &server->refusals, monotonic_seconds()))
         return;
-    }
-    sum_up_refusals(server);
-    server->refusals_quiet_until = now + REFUSAL_LOG_SECONDS;
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", why);
     log_event(server, "refused", peer, detail);
@@ -519,6 +505,7 @@ int server_start(struct server *server, const struct server_args *args,
     server->listeners = listeners;
     server->max_clients = args->max_clients;
     server->quiet = args->quiet;
+    server->refusals = REFUSALS_LOG_LIMIT;
     server->idle_timeout = args->idle_timeout;
     if (pool_start(&server->pool, &server->ring, err, err_size) == -1)
         return -1;
@@ -592,12 +579,9 @@ double server_expire(struct server *server)
     if (server->accept_paused_until > now
         && (next < 0 || server->accept_paused_until - now < next))
         next = server->accept_paused_until - now;
-    if (server->refusals_unlogged > 0) {
-        if (now >= server->refusals_quiet_until)
-            sum_up_refusals(server);
-        else if (next < 0 || server->refusals_quiet_until - now < next)
-            next = server->refusals_quiet_until - now;
-    }
+    double refusals_due = server->quiet ? 0 : log_limit_expire(server->log, &server->refusals, now);
+    if (refusals_due > 0 && (next < 0 || refusals_due - now < next))
+        next = refusals_due - now;
     log_flush(server->log);
     if (log_pending(server->log) && (next < 0 || next > LOG_RETRY_MS / 1000.0))
         next = LOG_RETRY_MS / 1000.0;   /* lines wait for stdout: look again soon */

@@ -57,8 +57,7 @@ struct server {
     int max_clients;
     struct server_log *log;             /* where the lines go (common/log.h) */
     bool quiet;                         /* no line per connection */
-    double refusals_quiet_until;        /* no "refused" line of its own before then */
-    unsigned long refusals_unlogged;    /* refused meanwhile, not yet summed up */
+    struct log_limit refusals;          /* a "refused" line a second, the rest counted */
     bool stopping;
     double idle_timeout;                /* seconds; 0: never */
 };
