@@ -440,6 +440,13 @@ def process_state(pid):
         return stat.read().rsplit(")", 1)[1].split()[0]
 
 
+def fd_flags(pid, fd):
+    """The open file's flags (O_WRONLY, O_NONBLOCK, O_CLOEXEC ...) of a
+    process's descriptor, from /proc/PID/fdinfo/FD (man 5 proc)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+        return int(info.read().split("flags:")[1].split()[0], 8)
+
+
 def unsent(sock):
     """Bytes this socket sent that the peer's kernel has not acknowledged
     yet (TIOCOUTQ): 0 once all arrived."""

@@ -32,7 +32,7 @@ import time
 
 from crowd import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, open_connections,
                    sockets_held, wait_for_sockets_held)
-from programs import (CONNECTED, ROOT, connect, explain, process_state, recv_exactly,
+from programs import (CONNECTED, ROOT, connect, explain, fd_flags, process_state, recv_exactly,
                       resident_kib, send_until_stalled, strace_prefix, traced_child, unsent,
                       wait_until, why_not_built)
 
@@ -360,8 +360,7 @@ def stop_pipe_write_end(pid):
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            flags = fd_flags(pid, fd)
         except FileNotFoundError:   # closed while we looked (the client that just left)
             continue
         if target.startswith("pipe:"):

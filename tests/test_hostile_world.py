@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from programs import (explain, open_client, process_state, recv_exactly, recv_until_eof,
-                      strace_prefix, traced_child, wait_until)
+from programs import (explain, fd_flags, open_client, process_state, recv_exactly,
+                      recv_until_eof, strace_prefix, traced_child, wait_until)
 
 ACCEPTS_PER_TURN = 64      # common/connections.h
 
@@ -370,8 +370,7 @@ def close_on_exec_missing(pid):
     missing = []
     for fd in sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")):
         try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            flags = fd_flags(pid, fd)
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except FileNotFoundError:
             continue
