@@ -1,6 +1,7 @@
 /* args.c -- see args.h. */
 #include "args.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,30 +80,23 @@ static int usage_error(const char *program, char *err, size_t err_size,
     return -1;
 }
 
-/* A whole number is decimal digits and nothing else.  Not strtol(), which
- * also takes leading white space (a tab, a newline) and a sign. */
+/* A whole number is decimal digits and nothing else: checked before
+ * strtol(), which would also take leading white space (a tab, a newline)
+ * and a sign. */
 static int parse_number(const char *program, char *err, size_t err_size,
                         const char *what, const char *text, int min, int max,
                         int *number)
 {
     if (text[0] == '\0' || strspn(text, "0123456789") != strlen(text))
         return usage_error(program, err, err_size, what, text, "not a whole number");
-    /* Digit by digit, stopping short of max instead of overflowing. */
-    int value = 0;
-    bool too_big = false;
-    for (const char *digit = text; *digit != '\0' && !too_big; digit++) {
-        int d = *digit - '0';
-        if (value > max / 10 || (value == max / 10 && d > max % 10))
-            too_big = true;
-        else
-            value = value * 10 + d;
-    }
-    if (too_big || value < min) {
+    errno = 0;
+    long value = strtol(text, NULL, 10);
+    if (errno == ERANGE || value < min || value > max) {
         char why[64];
         snprintf(why, sizeof why, "out of range (%d-%d)", min, max);
         return usage_error(program, err, err_size, what, text, why);
     }
-    *number = value;
+    *number = (int)value;
     return 0;
 }
 
