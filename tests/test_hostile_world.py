@@ -314,10 +314,8 @@ def test_accepting_stops_after_accepts_per_turn_and_serves_in_between(step, prog
         finally:
             for sock in clients:
                 sock.close()
-            os.kill(child, signal.SIGTERM)
-            server.proc.wait(timeout=10)
-            server.stopped = True
-            server.returncode = server.proc.returncode
+            os.kill(child, signal.SIGTERM)   # the program, not strace (strace_prefix)
+            server.stop()
     runs = accept_runs(trace.read_text().splitlines(), waits)
     longest = max(runs)
     assert 0 < longest <= ACCEPTS_PER_TURN, explain(
@@ -433,10 +431,8 @@ def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, progra
         finally:
             for sock in served:
                 sock.close()
-            os.kill(child, signal.SIGTERM)
-            server.proc.wait(timeout=10)
-            server.stopped = True
-            server.returncode = server.proc.returncode
+            os.kill(child, signal.SIGTERM)   # the program, not strace (strace_prefix)
+            server.stop()
 
 
 @pytest.mark.long
