@@ -22,7 +22,7 @@ local function open(address)
 end
 
 common.run(function()
-    local args = common.parse_args(arg, false)
+    local args = common.parse_args(arg)
     local addresses, err = common.resolve(args.host, args.port)
     if not addresses then return common.fail(err) end
 

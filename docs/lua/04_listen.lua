@@ -30,7 +30,7 @@ local function open(address, args)
 end
 
 common.run(function()
-    local args = common.parse_args(arg, true)
+    local args = common.parse_args(arg, { no_reuseaddr = true })
     local addresses, err = common.resolve(args.host, args.port)
     if not addresses then return common.fail(err) end
 

@@ -44,7 +44,7 @@ local function echo_until_closed(client)
 end
 
 common.run(function()
-    local args = common.parse_args(arg, false)
+    local args = common.parse_args(arg)
     local server, err = createCheckedTCPServer(args.host, args.port, args.backlog)
     if not server then return common.fail(err) end
     print("listening on " .. common.format_address(server:getsockname()))

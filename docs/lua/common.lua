@@ -8,49 +8,107 @@ local socket = require "socket"
 local common = {}
 
 local DEFAULT_HOST, DEFAULT_PORT, DEFAULT_BACKLOG = "localhost", 7777, 128
+local DEFAULT_IDLE_TIMEOUT, DEFAULT_FPS = 60, 60   -- seconds; frames a second
 local INT_MAX = 2147483647
 
 -- The command line -------------------------------------------------------
 
+-- The value as an error line may show it: control bytes as \t, \n, \x01,
+-- so that the message stays one line, as common/args.c shows them.
+local function shown(text)
+    local names = { ["\t"] = "\\t", ["\n"] = "\\n", ["\\"] = "\\\\" }
+    return (text:gsub("[%c\\]", function(byte)
+        return names[byte] or ("\\x%02x"):format(byte:byte())
+    end))
+end
+
 local function usage_error(program, what, value, why)
     io.stderr:write(("%s: %s '%s': %s (see %s --help)\n"):format(
-        program, what, value, why, program))
+        program, what, shown(value), why, program))
     os.exit(2)
 end
 
--- A whole decimal number in [0, max], or a usage error naming `what`.
-local function parse_number(program, what, text, max)
+-- A whole decimal number in [min, max], or a usage error naming `what`.
+local function parse_number(program, what, text, min, max)
     if not text:match("^%d+$") then
         usage_error(program, what, text, "not a whole number")
     end
     local value = tonumber(text)   -- a float when too big for an integer
-    if value > max then
-        usage_error(program, what, text, ("out of range (0-%d)"):format(max))
+    if value < min or value > max then
+        usage_error(program, what, text, ("out of range (%d-%d)"):format(min, max))
     end
     return math.tointeger(value)
 end
 
--- PROGRAM [--no-reuseaddr] [HOST [PORT [BACKLOG]]], as steps/*/main.c take
--- it: bad input prints one line and exits 2, before any socket exists.
-function common.parse_args(argv, accepts_no_reuseaddr)
+-- Seconds as plain decimals ("60", "0.5"): 0, or 0.001 to 86400.
+local function parse_seconds(program, what, text)
+    if not (text:match("^%d+$") or text:match("^%d+%.%d+$")) then
+        usage_error(program, what, text, "not a number of seconds from 0 to 86400")
+    end
+    local value = tonumber(text)
+    if value > 86400 or (text:match("[1-9]") and value < 0.001) then
+        usage_error(program, what, text, "out of range (0, or 0.001-86400)")
+    end
+    return value
+end
+
+-- The options a step takes, as steps/*/main.c give them to parse_server_args():
+-- { no_reuseaddr = true } for steps 2-4; for the serving loops of steps 6-7
+-- { quiet = true, max_clients = DEFAULT, idle_timeout = true, fps = true }.
+local OPTION_HELP = {
+    { "no_reuseaddr", " [--no-reuseaddr]" }, { "quiet", " [--quiet]" },
+    { "max_clients", " [--max-clients N]" }, { "idle_timeout", " [--idle-timeout SECONDS]" },
+    { "fps", " [--fps N]" },
+}
+
+-- PROGRAM [OPTIONS] [HOST [PORT [BACKLOG]]], as steps/*/main.c take it:
+-- bad input prints one line and exits 2, before any socket exists.
+-- `accepted` says which options this step takes (none when nil).
+function common.parse_args(argv, accepted)
+    accepted = accepted or {}
     local program = argv[0]
     local args = { host = DEFAULT_HOST, port = DEFAULT_PORT,
-                   backlog = DEFAULT_BACKLOG, reuseaddr = true }
+                   backlog = DEFAULT_BACKLOG, reuseaddr = true, quiet = false,
+                   max_clients = accepted.max_clients,
+                   idle_timeout = accepted.idle_timeout and DEFAULT_IDLE_TIMEOUT or 0,
+                   fps = DEFAULT_FPS }
     local i = 1
     while argv[i] and argv[i]:sub(1, 2) == "--" do
-        local option = argv[i]
+        local option, value = argv[i], argv[i + 1]
         i = i + 1
         if option == "--" then
             break
         elseif option == "--help" then
+            local usage = {}
+            for _, entry in ipairs(OPTION_HELP) do
+                if accepted[entry[1]] then usage[#usage + 1] = entry[2] end
+            end
             io.stdout:write(("usage: %s%s [HOST [PORT [BACKLOG]]]\n"):format(
-                program, accepts_no_reuseaddr and " [--no-reuseaddr]" or ""),
+                program, table.concat(usage)),
                 "  HOST     localhost (default), * for every interface, or an address\n",
                 ("  PORT     0-65535, default %d; 0 lets the kernel pick\n"):format(DEFAULT_PORT),
                 ("  BACKLOG  length of the accept queue, default %d\n"):format(DEFAULT_BACKLOG))
+            if accepted.idle_timeout then
+                io.stdout:write(("  --idle-timeout SECONDS  close a client silent this long, "
+                    .. "default %d; 0: never\n"):format(DEFAULT_IDLE_TIMEOUT))
+            end
             os.exit(0)
-        elseif option == "--no-reuseaddr" and accepts_no_reuseaddr then
+        elseif option == "--no-reuseaddr" and accepted.no_reuseaddr then
             args.reuseaddr = false
+        elseif option == "--quiet" and accepted.quiet then
+            args.quiet = true
+        elseif option == "--max-clients" and accepted.max_clients then
+            if not value then usage_error(program, "option", option, "needs a number") end
+            args.max_clients = parse_number(program, "max clients", value, 1, 1000000)
+            i = i + 1
+        elseif option == "--idle-timeout" and accepted.idle_timeout then
+            if not value then usage_error(program, "option", option, "needs seconds") end
+            args.idle_timeout = parse_seconds(program, "idle timeout", value)
+            i = i + 1
+        elseif option == "--fps" and accepted.fps then
+            if not value then usage_error(program, "option", option, "needs a number") end
+            args.fps = parse_number(program, "frames per second", value, 1, 1000)
+            i = i + 1
         else
             usage_error(program, "option", option, "unknown option")
         end
@@ -64,8 +122,8 @@ function common.parse_args(argv, accepts_no_reuseaddr)
     end
     args.host = host or args.host
     -- Checked here, because LuaSocket would wrap 99999 to 34463 and bind it.
-    if port then args.port = parse_number(program, "port", port, 65535) end
-    if backlog then args.backlog = parse_number(program, "backlog", backlog, INT_MAX) end
+    if port then args.port = parse_number(program, "port", port, 0, 65535) end
+    if backlog then args.backlog = parse_number(program, "backlog", backlog, 0, INT_MAX) end
     return args
 end
 
@@ -100,6 +158,31 @@ function common.format_address(addr, port, family)
     if addr == nil then return ("(peer unknown: %s)"):format(port) end
     if family == "inet6" then return ("[%s]:%d"):format(addr, port) end
     return ("%s:%d"):format(addr, port)
+end
+
+-- Time ------------------------------------------------------------------
+
+-- Steps of the wall clock bigger than this (or backwards) are the clock
+-- being set, not time passing: every caller reads the clock at least every
+-- second.  (A program stopped longer than this loses that time too.)
+local CLOCK_JUMP = 2
+
+-- A clock for deadlines: a function returning seconds that never go back
+-- and never leap.  Standard Lua and LuaSocket have no monotonic clock
+-- (C's CLOCK_MONOTONIC); socket.gettime() is the wall clock, which jumps
+-- when NTP or a person sets the time: back an hour, and a frame "due at
+-- now + 1/60" would wait an hour.  So a jump is taken out: time runs on from
+-- where it was.
+function common.clock()
+    local last_wall = socket.gettime()
+    local offset = 0
+    return function()
+        local wall = socket.gettime()
+        local step = wall - last_wall
+        if step < 0 or step > CLOCK_JUMP then offset = offset - step end
+        last_wall = wall
+        return wall + offset
+    end
 end
 
 -- Failing and stopping ---------------------------------------------------
