@@ -1,0 +1,71 @@
+-- Step 7: select() -- an event-driven echo server; the Lua twin of
+-- steps/07_poll/main.c, with the only waiting call LuaSocket has.
+--
+--     local readable, writable = socket.select(clients_and_server, clients_with_output, timeout)
+--
+-- Step 6 was a guest in an engine's frame loop and asked, 60 times a
+-- second, "anything for me?" with a timeout of 0.  A program whose only job
+-- is serving can do better: hand socket.select() the list of sockets and
+-- sleep in it until one of them is ready.  No frames: it answers as soon as
+-- a byte arrives instead of at the next frame.  What it does with a ready
+-- socket is step 6's (connections.lua); the difference is the timeout.
+--
+-- Two limits of LuaSocket shape it, where the C step 7 has neither:
+--   * socket.select() is select(), which watches descriptors below 1024
+--     (FD_SETSIZE) and raises an error for any other: connections.lua turns
+--     away a client whose descriptor would be 1024 or more.  The C moves on
+--     to poll() for this, and LuaSocket has no poll().
+--   * a Ctrl-C is noticed only between two calls, and socket.select() goes
+--     back to waiting after a signal: every wait is at most 0.1 s, so the
+--     server wakes 10 times a second even with nothing to do (the C sleeps).
+--
+--     lua5.4 docs/lua/07_select.lua          listening on 127.0.0.1:7777
+--     nc localhost 7777  (several at once)   each gets its own lines back
+--
+-- Usage: 07_select.lua [--quiet] [--max-clients N] [--idle-timeout SECONDS]
+--                      [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
+-- N defaults to 1000; a client silent for 60 s is closed (--idle-timeout 0: never).
+package.path = arg[0]:match("^(.-)[^/]*$") .. "?.lua;" .. package.path
+local socket = require "socket"
+local common = require "common"
+local listeners = require "listeners"
+local connections = require "connections"
+
+local DEFAULT_MAX_CLIENTS = 1000
+local LONGEST_WAIT = 0.1   -- seconds: how late a Ctrl-C may be seen
+
+local args = common.parse_args(arg, { quiet = true, max_clients = DEFAULT_MAX_CLIENTS,
+                                      idle_timeout = true })
+io.stdout:setvbuf("line")
+
+local list, skipped = listeners.open(args.host, args.port, args.backlog)
+if not list then os.exit(common.fail(skipped)) end
+if skipped ~= "" then common.fail("skipped, not on this computer: " .. skipped) end
+local servers = {}
+for _, listener in ipairs(list) do
+    listener.server:settimeout(0)   -- accept() must never wait for a client
+    servers[#servers + 1] = listener.server
+end
+local table = connections.new(args, servers)
+for _, listener in ipairs(list) do print("listening on " .. listener.address) end
+local clock = common.clock()
+
+common.run(function()
+    local ok, err = pcall(function()
+        while true do
+            local now = clock()
+            local wait = connections.turn(table, now)
+            local readers, writers = connections.watch(table, now)
+            -- Sleep until a socket is ready or something is due (an idle
+            -- client), but never longer than LONGEST_WAIT.
+            local readable, writable = socket.select(readers, writers,
+                                                     math.min(wait or LONGEST_WAIT, LONGEST_WAIT))
+            connections.serve(table, readable, writable, clock())
+        end
+    end)
+    if not ok and not common.is_interrupt(err) then error(err, 0) end
+    print("stopping on SIGINT")
+    connections.free(table)
+    listeners.close_all(list)
+    return 0
+end)
