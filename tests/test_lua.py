@@ -33,14 +33,19 @@ import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
 from programs import (CONNECTED, REFUSED, ADDRESS_LINE, Program, Server, connect, explain,
-                      recv_exactly, sockets_in_state, wait_until)
+                      open_client, recv_exactly, recv_until_eof, sockets_in_state, wait_until)
 
 import test_01_socket
 import test_02_reuseaddr
 import test_03_bind
 import test_04_listen
 import test_05_accept
+import test_06_frame_loop
+import test_07_answers
 import test_bad_input
+import test_echo_servers
+import test_every_address
+import test_hostile_world
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA_DIR = os.path.join(ROOT, "docs", "lua")
@@ -78,7 +83,27 @@ class LuaServer(Server):
         super().expect_clean_exit(sig)
 
 
+# The Lua twin of a C step, where its name differs: step 7's is built on
+# socket.select(), LuaSocket's only way to wait, not on poll().
+LUA_TWINS = {"06": "06_frame_loop", "07": "07_select"}
+# Step 6's twin is a script an engine would run (init, then frame every
+# frame): host.lua stands in for the engine.
+HOSTED = {"06_frame_loop"}
+
+
 class LuaProgram(Program):
+    """docs/lua/NN_name.lua, for step NN_name or its twin ("07_poll" gives
+    07_select.lua); a FRAME script runs under host.lua."""
+
+    def __init__(self, lua_dir, step):
+        script = LUA_TWINS.get(step[:2], step.removesuffix(".lua"))
+        super().__init__(lua_dir, script)
+        self.step = step
+        if script in HOSTED:
+            host = os.path.join(lua_dir, "host.lua")
+            self.argv = [self.argv[0], host, self.argv[1]]
+            self.shown = f"lua5.4 {os.path.relpath(host)} {os.path.relpath(self.argv[2])}"
+
     def start(self, *args, expect=ADDRESS_LINE, timeout=5, env=None, prefix=()):
         return LuaServer(self, [str(a) for a in args], expect, timeout, env, prefix)
 
@@ -121,7 +146,8 @@ def try_helper(helper, host, port, backlog=5):
 
 @pytest.fixture
 def program():
-    """program("03_bind") -> docs/lua/03_bind.lua, for the borrowed tests."""
+    """program("03_bind") -> docs/lua/03_bind.lua, for the borrowed tests;
+    program("07_poll") -> docs/lua/07_select.lua, its twin (LUA_TWINS)."""
     return lambda step: LuaProgram(LUA_DIR, step)
 
 
@@ -233,6 +259,88 @@ def test_help_exits_0(program, lua_step):
 def test_ctrl_c_ends_it_cleanly(program, lua_step):
     with program(lua_step).start(expect=r"^(socket fd|listening on)") as server:
         server.expect_clean_exit(signal.SIGINT)
+
+
+# -- steps 6 and 7: the FRAME script under host.lua, the socket.select() server --
+# The C steps' own tests (test_echo_servers.py, test_06_frame_loop.py,
+# test_every_address.py), run on the Lua twins.  Their `step` is the Lua
+# file's name, not the C step's, so `make check STEP=06` leaves them out.
+
+LOOP_LUA_STEPS = ["06_frame_loop.lua", "07_select.lua"]
+
+
+@pytest.fixture(params=LOOP_LUA_STEPS)
+def step(request):
+    return request.param
+
+
+where = test_echo_servers.where
+
+test_06_07_many_clients_at_once_each_get_their_own_bytes = \
+    test_echo_servers.test_many_clients_at_once_each_get_their_own_bytes
+test_06_07_interleaved_clients_get_exactly_their_echoes = \
+    test_echo_servers.test_interleaved_clients_get_exactly_their_echoes
+test_06_07_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory = \
+    test_echo_servers.test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory
+test_06_07_disconnect_half_close_and_reset_are_cleaned_up_and_logged = \
+    test_echo_servers.test_disconnect_half_close_and_reset_are_cleaned_up_and_logged
+test_06_07_no_descriptor_leaks_after_a_thousand_connections = \
+    test_echo_servers.test_no_descriptor_leaks_after_a_thousand_connections
+test_06_07_a_client_that_stops_reading_is_held_back_without_spinning = \
+    test_echo_servers.test_a_client_that_stops_reading_is_held_back_without_spinning
+test_06_07_the_client_over_max_clients_gets_one_line_and_the_others_keep_working = \
+    test_echo_servers.test_the_client_over_max_clients_gets_one_line_and_the_others_keep_working
+test_06_07_idle_client_is_closed_while_a_slow_sender_is_served = \
+    test_echo_servers.test_idle_client_is_closed_while_a_slow_sender_is_served
+test_06_07_out_of_descriptors_neither_kills_nor_spins = \
+    test_echo_servers.test_out_of_descriptors_neither_kills_nor_spins
+test_06_07_a_client_vanishing_mid_write_does_not_kill_the_server = \
+    test_echo_servers.test_a_client_vanishing_mid_write_does_not_kill_the_server
+test_06_07_quiet_prints_no_line_per_connection = \
+    test_echo_servers.test_quiet_prints_no_line_per_connection
+
+test_06_07_localhost_is_every_loopback_address = \
+    test_every_address.test_localhost_is_every_loopback_address
+test_06_07_star_is_every_interface_in_both_families = \
+    test_every_address.test_star_is_every_interface_in_both_families
+test_06_07_ipv6_sockets_are_ipv6_only = test_every_address.test_ipv6_sockets_are_ipv6_only
+test_06_07_port_zero_picks_again_when_the_port_is_taken_on_another_address = \
+    test_every_address.test_port_zero_picks_again_when_the_port_is_taken_on_another_address
+
+
+def test_06_07_ctrl_c_closes_every_client_and_exits_0(step, program, lab):
+    # SIGINT only: SIGTERM kills a Lua script (test_06_07_sigterm_kills_...).
+    test_echo_servers.test_stop_signal_closes_every_client_and_exits_0(
+        step, program, lab, signal.SIGINT)
+
+
+# Step 6's own: the frame rate holds (the host's report is the witness).
+test_06_frame_rate_holds_while_clients_come_and_go = \
+    test_06_frame_loop.test_frame_rate_holds_while_clients_come_and_go
+test_06_frame_rate_holds_while_a_client_streams_megabytes = \
+    test_06_frame_loop.test_frame_rate_holds_while_a_client_streams_megabytes
+test_06_frame_loop_never_waits_for_a_silent_or_stuck_client = \
+    test_06_frame_loop.test_frame_loop_never_waits_for_a_silent_or_stuck_client
+test_06_after_a_stall_missed_frames_are_skipped_not_rushed = \
+    test_06_frame_loop.test_after_a_stall_missed_frames_are_skipped_not_rushed
+test_06_one_thread_serves_everyone = test_06_frame_loop.test_one_thread_serves_everyone
+test_06_fps_sets_the_frame_rate = test_06_frame_loop.test_fps_sets_the_frame_rate
+test_06_bad_fps_is_a_usage_error = test_06_frame_loop.test_bad_fps_is_a_usage_error
+test_06_quiet_silences_the_report = test_06_frame_loop.test_quiet_silences_the_report
+test_06_an_echo_waits_for_the_next_frame = test_06_frame_loop.test_an_echo_waits_for_the_next_frame
+
+
+# Their options, as bad input.
+@pytest.mark.parametrize("args, message", test_bad_input.LOOP_OPTION_ERRORS
+                         + [(["--idle-timeout", seconds]
+                             + [], f"idle timeout '{seconds}': not a number of seconds")
+                            for seconds in test_bad_input.NOT_SECONDS]
+                         + [(["--idle-timeout", "0.0001"], "idle timeout '0.0001': out of range"),
+                            (["--max-clients", "0"], "max clients '0': out of range (1-1000000)"),
+                            (["--max-clients"], "option '--max-clients': needs a number")])
+@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
+def test_loop_options_bad_input_exits_2(program, lua_step, args, message):
+    test_bad_input.check_failure(program, lua_step, args, 2, message)
 
 
 def test_05_client_reset_does_not_stop_the_server(program, lab):
@@ -432,3 +540,144 @@ def test_socket_connect_tries_every_address_of_localhost(c_program, hosts, serve
         "lua", f"{snippet.shown}  (against {server.command})",
         f"{expected.strip()}: localhost is {', then '.join(hosts)} here",
         f"stdout {result.stdout.strip()!r}, stderr {result.stderr.strip()!r}")
+
+
+# -- steps 6 and 7: where the Lua twins differ from the C, measured ------------
+
+@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
+def test_06_07_sigterm_kills_the_lua_server_and_no_client_is_told(program, lab, lua_step):
+    """SIGTERM cannot be caught in Lua: the process dies (status -15), the
+    kernel closes its sockets, so the clients see the end, but no line says
+    'closed ... server stopping' or 'stopping on SIGTERM' (the C says both)."""
+    server = program(lua_step).start("127.0.0.1", 0)
+    try:
+        client = open_client(lab, server)
+        with client:
+            client.sendall(b"x")
+            assert recv_exactly(client, 1) == b"x"
+            status = server.stop(signal.SIGTERM)
+            rest, eof = recv_until_eof(client, timeout=2)
+    finally:
+        server.proc.stdout.close()
+        server.proc.stderr.close()
+    said = [line for line in server.lines if line.startswith(("closed", "stopping"))]
+    assert status == -signal.SIGTERM and eof and not said, explain(
+        lua_step, server.command, "SIGTERM kills it (status -15); the client sees the end of the "
+        "connection, and no 'closed' or 'stopping' line is printed",
+        f"status {status}, client saw the end: {eof}, lines {said!r}",
+        "if Lua can now catch SIGTERM, update docs/lua/README.md")
+
+
+def test_06_07_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
+    test_hostile_world.test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab)
+
+
+@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
+def test_06_07_a_client_whose_descriptor_select_cannot_watch_is_turned_away(
+        program, lab, enough_descriptors, lua_step):
+    """socket.select() raises an error for a descriptor of 1024 or more
+    (FD_SETSIZE).  With the descriptor limit raised, the server serves the
+    clients it can watch and sends the next one a line and closes it,
+    where the C steps 7 and 8 (poll, epoll) have no such limit."""
+    prefix = ["prlimit", "--nofile=2048:2048", "--"]
+    with program(lua_step).start("--max-clients", 2000, "--idle-timeout", 0, "127.0.0.1", 0,
+                                 prefix=prefix) as server:
+        served, told = [], None
+        try:
+            while told is None and len(served) < 1100:
+                batch = [open_client(lab, server) for _ in range(50)]   # 50 at a time:
+                for sock in batch:                                      # step 6 takes
+                    sock.sendall(b"?")                                  # them in a frame
+                for sock in batch:
+                    first = recv_exactly(sock, 1, timeout=3)
+                    if first == b"?" and told is None:
+                        served.append(sock)
+                        continue
+                    if told is None:
+                        rest, _ = recv_until_eof(sock, timeout=3)
+                        told = first + rest
+                    sock.close()
+            refused = server.wait_for_line(r"^refused .*select\(\)").string
+            last_fd = max(int(match[1]) for match in
+                          map(re.compile(r"^accepted .* \(fd (\d+)\)$").match, server.lines)
+                          if match)
+            for sock in served[::100]:
+                sock.sendall(b"still")
+                assert recv_exactly(sock, 5) == b"still", explain(
+                    lua_step, server.command, "the clients already served still get their echo",
+                    "one did not")
+        finally:
+            for sock in served:
+                sock.close()
+    assert told == b"busy: too many clients for select(), try later\n" and last_fd == 1023, explain(
+        lua_step, server.command, "clients are served up to descriptor 1023; the next gets "
+        "'busy: too many clients for select(), try later' and is closed",
+        f"{len(served)} served, the last on descriptor {last_fd}; the next got {told!r}; "
+        f"the log said {refused!r}")
+
+
+def test_07_an_idle_lua_select_server_wakes_ten_times_a_second(program, private_lab):
+    """The C step 7 sleeps in poll() until something happens (never woken with
+    nobody there: test_07_answers.py).  The Lua one cannot: a Ctrl-C is seen
+    only between two calls, so it waits at most 0.1 s at a time."""
+    with program("07_select").start("127.0.0.1", 0) as server:
+        woken, _ = test_07_answers.wake_ups(server.pid, 1.0)
+    assert 5 <= woken <= 15, explain(
+        "07_select", server.command, "with no client, about 10 wake-ups a second "
+        "(voluntary_ctxt_switches in /proc/PID/status)", f"{woken} in 1 s")
+
+
+def test_06_07_the_lua_servers_descriptors_are_not_close_on_exec(step, program, lab):
+    """LuaSocket makes sockets without SOCK_CLOEXEC and io.open() files without
+    O_CLOEXEC, and offers no way to set it: a program the script ran
+    (os.execute, io.popen) would inherit the listening sockets and hold the
+    port.  The C steps set it on every descriptor (test_hostile_world.py)."""
+    with program(step).start("*", 0) as server:
+        with open_client(lab, server) as sock:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+            missing = test_hostile_world.close_on_exec_missing(server.pid)
+    assert len(missing) >= 4, explain(
+        step, server.command, "the two listening sockets, the spare and the client, all "
+        "without close-on-exec", f"without FD_CLOEXEC: {missing}",
+        "if LuaSocket now sets it, update docs/lua/README.md")
+
+
+def test_07_a_stdout_nobody_reads_stops_the_lua_server(program, lab):
+    """print() to a pipe nobody reads waits, and the whole server with it:
+    Lua has no non-blocking write to stdout.  Once the pipe (64 KiB) is full,
+    no client is served, until someone reads; the C steps go on serving and
+    count the lines they drop (test_hostile_world.py)."""
+    out = test_hostile_world.StuckOutput("pipe")
+    lua = program("07_select")
+    proc = subprocess.Popen(lua.argv + ["127.0.0.1", "0"], stdout=out.write_end,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    command = lua.command(["127.0.0.1", "0"]) + " > (a pipe nobody reads)"
+    try:
+        port = int(re.search(rb"listening on 127\.0\.0\.1:(\d+)",
+                             out.read_until(rb"listening on .*\n"))[1])
+        served = 0
+        while served < 3000:
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+                sock.sendall(b"ping")
+                if recv_exactly(sock, 4, timeout=1) != b"ping":
+                    break
+            served += 1
+        out.drain()
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            sock.sendall(b"again")
+            again = recv_exactly(sock, 5, timeout=5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+        out.close()
+    assert 300 < served < 3000 and again == b"again", explain(
+        "07_select", command, "some hundreds of clients are served, then none until "
+        "stdout is read again; then the next one is",
+        f"{served} served while stdout was stuck; after reading it, the next got {again!r}",
+        "if every client was served, the Lua log no longer waits: update the lessons")

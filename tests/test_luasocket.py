@@ -28,7 +28,8 @@ import time
 import pytest
 
 from programs import ADDRESS_LINE, Server, explain, process_state, sockets_in_state, wait_until
-from test_lua import LUA_MISSING, LuaSnippet
+from test_06_frame_loop import REPORT
+from test_lua import LUA_MISSING, LuaProgram, LuaSnippet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
@@ -456,6 +457,42 @@ end
                 "and forward", f"steps between readings {steps!r}",
                 "no jump at all: LD_PRELOAD did not replace gettimeofday() (a static "
                 "build?); " + HINT)
+
+
+@pytest.mark.parametrize("jump", [-3600, 3600], ids=["back-an-hour", "forward-an-hour"])
+def test_the_host_keeps_its_frames_when_the_wall_clock_jumps(clock_jump_library, lab, jump):
+    """docs/lua/host.lua times its frames with common.clock(), which takes a
+    jump of socket.gettime() out.  Its frame deadlines on the raw wall clock
+    would be an hour away after a jump back (no frame, no report for an
+    hour), and a jump forward would make every client an hour idle."""
+    env = dict(os.environ, LD_PRELOAD=clock_jump_library, CLOCK_JUMP=f"1.5:{jump}")
+    host = LuaProgram(os.path.join(ROOT, "docs", "lua"), "06_frame_loop")
+    with host.start("--idle-timeout", 30, "127.0.0.1", 0, env=env) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with client:
+            client.sendall(b"before")
+            before = client.recv(6)
+            reports, start = [], 0
+            while len(reports) < 4:      # the jump comes 1.5 s in: reports 2-4 follow it
+                match = server.wait_for_line(REPORT, timeout=5, start=start)
+                start = server.lines.index(match.string, start) + 1
+                reports.append(match)
+            client.sendall(b"after")
+            after = client.recv(5)
+    shown = f"LD_PRELOAD=clock_jump.so CLOCK_JUMP=1.5:{jump} {server.command}"
+    rates = [int(match["rate"]) for match in reports[1:]]
+    late = sum(int(match["late"]) for match in reports[1:])
+    idle = [line for line in server.lines if "idle" in line]
+    assert all(50 <= rate <= 65 for rate in rates) and late <= 2 and not idle, explain(
+        "06_frame_loop", shown,
+        f"after the wall clock jumps {jump:+d} s: frames at 60/s, no late frames, "
+        "the connected client not closed as idle",
+        "reports " + "; ".join(match.string for match in reports) + f"; idle lines {idle!r}",
+        "the host's deadlines follow socket.gettime() as it is (common.clock() must take "
+        "the jump out)")
+    assert (before, after) == (b"before", b"after"), explain(
+        "06_frame_loop", shown, "the client is echoed before and after the jump",
+        f"{before!r}, {after!r}")
 
 
 # -- a reset and an end of file both say "closed" --------------------------------------
