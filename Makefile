@@ -94,9 +94,10 @@ $(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_ser
 	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) \
 	    -Wl,--wrap=socket,--wrap=setsockopt,--wrap=bind,--wrap=listen $(BUILD)/libcommon.a
 
-# tests/c/fail_accept.c, built as test_05_accept.py builds it for itself (the
-# tests do not use this one: make analyze does).
-$(BUILD)/tests/fail_accept.so: tests/c/fail_accept.c
+# tests/c/fail_accept.c and clock_jump.c, built as test_05_accept.py and
+# test_luasocket.py build them for themselves (the tests do not use these:
+# make analyze does).
+$(BUILD)/tests/fail_accept.so $(BUILD)/tests/clock_jump.so: $(BUILD)/tests/%.so: tests/c/%.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -shared -fPIC -o $@ $< -ldl
 
@@ -211,13 +212,16 @@ build/analyze/tidy/%.ok: %.c .clang-tidy $(wildcard common/*.h steps/*/*.h)
 analyze-gcc:
 	$(MAKE) --no-print-directory CC=gcc SANITIZE= BUILD=build/analyzer \
 	    CFLAGS="-O2 -g -fanalyzer" all build/analyzer/tests/server_create_check \
-	    build/analyzer/tests/fail_accept.so build/analyzer/bench/loadgen build/analyzer/bench/uv_echo
+	    build/analyzer/tests/fail_accept.so build/analyzer/tests/clock_jump.so \
+	    build/analyzer/bench/loadgen build/analyzer/bench/uv_echo
 
-# Only the Lua side (docs/lua/, compared with the C steps in $(BUILD)); make
-# test runs it too.  Needs lua5.4 and lua-socket.
+# Only the Lua side (docs/lua/, compared with the C steps in $(BUILD), and
+# what LuaSocket does, measured); make test runs it too.  Needs lua5.4 and
+# lua-socket.
 .PHONY: test-lua
 test-lua: all
-	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/test_lua.py --steps-dir=$(BUILD) $(PYTEST_ARGS)
+	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/test_lua.py tests/test_luasocket.py \
+	    --steps-dir=$(BUILD) $(PYTEST_ARGS)
 
 workspace:
 	@python3 tests/workspace.py new $(STEP)
