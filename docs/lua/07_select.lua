@@ -38,20 +38,20 @@ local args = common.parse_args(arg, { quiet = true, max_clients = DEFAULT_MAX_CL
                                       idle_timeout = true })
 io.stdout:setvbuf("line")
 
-local list, skipped = listeners.open(args.host, args.port, args.backlog)
-if not list then os.exit(common.fail(skipped)) end
-if skipped ~= "" then common.fail("skipped, not on this computer: " .. skipped) end
-local servers = {}
-for _, listener in ipairs(list) do
-    listener.server:settimeout(0)   -- accept() must never wait for a client
-    servers[#servers + 1] = listener.server
-end
-local table = connections.new(args, servers)
-for _, listener in ipairs(list) do print("listening on " .. listener.address) end
-local clock = common.clock()
-
 common.run(function()
+    local list, skipped = listeners.open(args.host, args.port, args.backlog)
+    if not list then return common.fail(skipped) end
+    if skipped ~= "" then common.fail("skipped, not on this computer: " .. skipped) end
+    local servers = {}
+    for _, listener in ipairs(list) do
+        listener.server:settimeout(0)   -- accept() must never wait for a client
+        servers[#servers + 1] = listener.server
+    end
+    local table = connections.new(args, servers)
+    local clock = common.clock()
+
     local ok, err = pcall(function()
+        for _, listener in ipairs(list) do print("listening on " .. listener.address) end
         while true do
             local now = clock()
             local wait = connections.turn(table, now)
