@@ -280,6 +280,44 @@ class Server:
         return sorted(int(fd) for fd in os.listdir(f"/proc/{self.pid}/fd"))
 
 
+# -- the Lua twins (docs/lua/) ----------------------------------------------
+
+# The Lua twin of a C step, where its name differs: step 7's is built on
+# socket.select(), LuaSocket's only way to wait, not on poll().
+LUA_TWINS = {"06": "06_frame_loop", "07": "07_select"}
+# Step 6's twin is a script an engine would run (init, then frame every
+# frame): docs/lua/host.lua stands in for the engine.
+LUA_HOSTED = {"06_frame_loop"}
+
+
+class LuaServer(Server):
+    """A running Lua script: stopped with SIGINT, the one signal lua5.4 lets
+    a script catch (SIGTERM kills it: tests/test_lua.py pins that)."""
+
+    def stop(self, sig=signal.SIGINT, timeout=5):
+        return super().stop(sig, timeout)
+
+    def expect_clean_exit(self, sig=signal.SIGINT):
+        super().expect_clean_exit(sig)
+
+
+class LuaProgram(Program):
+    """docs/lua/NN_name.lua, for step NN_name or its twin ("07_poll" gives
+    07_select.lua); a FRAME script runs under host.lua."""
+
+    def __init__(self, lua_dir, step):
+        script = LUA_TWINS.get(step[:2], step.removesuffix(".lua"))
+        super().__init__(lua_dir, script)
+        self.step = step
+        if script in LUA_HOSTED:
+            host = os.path.join(lua_dir, "host.lua")
+            self.argv = [self.argv[0], host, self.argv[1]]
+            self.shown = f"lua5.4 {os.path.relpath(host)} {os.path.relpath(self.argv[2])}"
+
+    def start(self, *args, expect=ADDRESS_LINE, timeout=5, env=None, prefix=()):
+        return LuaServer(self, [str(a) for a in args], expect, timeout, env, prefix)
+
+
 # -- clients ---------------------------------------------------------------
 
 # Every byte value, so a server that treats the data as text (stops at a

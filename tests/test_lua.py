@@ -32,8 +32,9 @@ import subprocess
 import pytest
 
 from lab import LOCAL_V4, REMOTE_V4
-from programs import (CONNECTED, REFUSED, ADDRESS_LINE, Program, Server, connect, explain,
-                      open_client, recv_exactly, recv_until_eof, sockets_in_state, wait_until)
+from programs import (CONNECTED, REFUSED, ADDRESS_LINE, LuaProgram, LuaServer, Program, Server,
+                      connect, explain, open_client, recv_exactly, recv_until_eof,
+                      sockets_in_state, wait_until)
 
 import test_01_socket
 import test_02_reuseaddr
@@ -71,42 +72,6 @@ pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
 
 
 # -- running the Lua side ------------------------------------------------------
-
-class LuaServer(Server):
-    """A running Lua script: stopped with SIGINT, the one signal lua5.4 lets
-    a script catch (test_sigterm_kills_lua_but_the_c_exits_0 pins SIGTERM)."""
-
-    def stop(self, sig=signal.SIGINT, timeout=5):
-        return super().stop(sig, timeout)
-
-    def expect_clean_exit(self, sig=signal.SIGINT):
-        super().expect_clean_exit(sig)
-
-
-# The Lua twin of a C step, where its name differs: step 7's is built on
-# socket.select(), LuaSocket's only way to wait, not on poll().
-LUA_TWINS = {"06": "06_frame_loop", "07": "07_select"}
-# Step 6's twin is a script an engine would run (init, then frame every
-# frame): host.lua stands in for the engine.
-HOSTED = {"06_frame_loop"}
-
-
-class LuaProgram(Program):
-    """docs/lua/NN_name.lua, for step NN_name or its twin ("07_poll" gives
-    07_select.lua); a FRAME script runs under host.lua."""
-
-    def __init__(self, lua_dir, step):
-        script = LUA_TWINS.get(step[:2], step.removesuffix(".lua"))
-        super().__init__(lua_dir, script)
-        self.step = step
-        if script in HOSTED:
-            host = os.path.join(lua_dir, "host.lua")
-            self.argv = [self.argv[0], host, self.argv[1]]
-            self.shown = f"lua5.4 {os.path.relpath(host)} {os.path.relpath(self.argv[2])}"
-
-    def start(self, *args, expect=ADDRESS_LINE, timeout=5, env=None, prefix=()):
-        return LuaServer(self, [str(a) for a in args], expect, timeout, env, prefix)
-
 
 class LuaSnippet:
     """`lua5.4 -e CODE` with docs/lua/ on the module path, as the lessons

@@ -27,9 +27,10 @@ import time
 
 import pytest
 
-from programs import ADDRESS_LINE, Server, explain, process_state, sockets_in_state, wait_until
+from programs import (ADDRESS_LINE, LuaProgram, Server, explain, process_state, sockets_in_state,
+                      wait_until)
 from test_06_frame_loop import REPORT
-from test_lua import LUA_MISSING, LuaProgram, LuaSnippet
+from test_lua import LUA_MISSING, LuaSnippet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
