@@ -43,6 +43,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,12 +52,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab as lab_module   # noqa: E402  (the lab first, while we have one thread)
 from lab import LOCAL_V4   # noqa: E402
-from programs import Program   # noqa: E402
+from programs import LuaProgram, Program   # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ["05_accept", "06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
 LIBUV = "libuv"
 SERVERS = STEPS + [LIBUV]
+# The Lua twins (docs/lua/), on request only: --servers lua/06_frame_loop,lua/07_select
+LUA_PREFIX = "lua/"
+LUA_SERVERS = [LUA_PREFIX + "06_frame_loop", LUA_PREFIX + "07_select"]
+LUA_DIR = os.path.join(ROOT, "docs", "lua")
+# In the report, each Lua twin comes right after its C step.
+REPORT_ORDER = ["05_accept", "06_frame_loop", LUA_PREFIX + "06_frame_loop", "07_poll",
+                LUA_PREFIX + "07_select", "08_epoll", "09_io_uring", LIBUV]
 # N[xS][+Kidle]: N clients of S bytes (64), next to K idle connections.
 WORKLOAD = re.compile(r"^(\d+)(?:x(\d+))?(?:\+(\d+)idle)?$")
 FULL = {"workloads": "1,10,100,1000,100x4096,100+10000idle", "repetitions": 5,
@@ -81,6 +89,12 @@ DESCRIPTIONS = {
     "08_epoll": "epoll, level-triggered: the kernel keeps the list and returns only the "
                 "ready sockets.",
     "09_io_uring": "io_uring (step 9).",
+    "lua/06_frame_loop": "step 6's Lua twin (docs/lua/06_frame_loop.lua under host.lua): "
+                         "socket.select() with a zero timeout once per frame, 60 times a "
+                         "second, as the C step 6.",
+    "lua/07_select": "step 7's Lua twin (docs/lua/07_select.lua): it sleeps in "
+                     "socket.select() (select(), 0.1 s at most), and serves with "
+                     "docs/lua/connections.lua.",
     LIBUV: "the yardstick: an echo server written with libuv as its documentation "
            "teaches (tests/bench/uv_echo.c); libuv uses epoll on Linux. Each read gets a "
            "fresh 64 KiB buffer (malloc), freed once its echo is written, so an idle "
@@ -131,6 +145,8 @@ class Workload:
         """Why `server` does not run this workload, or None."""
         if server == "05_accept" and (self.clients > 1 or self.idle):
             return "n/a (serves one client at a time)"
+        if server.startswith(LUA_PREFIX) and self.clients + self.idle > 1000:
+            return "n/a (select() watches descriptors below 1024)"
         return None
 
 
@@ -151,6 +167,12 @@ class Servers:
                 else:
                     self.missing[name] = ("not built (it needs libuv: Debian: apt-get install "
                                           "libuv1-dev, then make bench)")
+            elif name.startswith(LUA_PREFIX):
+                if shutil.which("lua5.4"):
+                    self.programs[name] = LuaProgram(LUA_DIR, name[len(LUA_PREFIX):])
+                else:
+                    self.missing[name] = "lua5.4 is not installed (Debian: apt-get install " \
+                                         "lua5.4 lua-socket)"
             elif os.access(os.path.join(steps_dir, name), os.X_OK):
                 self.programs[name] = Program(steps_dir, name)
             else:
@@ -305,7 +327,7 @@ def cpu_cell(rows):
 
 def write_report(path, args, servers, workloads, results, started, elapsed, host_before,
                  host_after, plot_name, stopped_early):
-    order = [name for name in SERVERS if name in servers.programs]
+    order = [name for name in REPORT_ORDER if name in servers.programs]
     python = os.path.basename(sys.executable) if args.invoked_as is None else sys.executable
     command = " ".join(shlex.quote(a) for a in [python] + sys.argv)
     lines = ["# The echo servers side by side", ""]
@@ -421,7 +443,7 @@ def write_plot(path, servers, workloads, results):
         print(f"no matplotlib for {sys.executable} (Debian: apt-get install python3-matplotlib): "
               "no plot, the tables only")
         return False
-    order = [name for name in SERVERS if name in servers.programs]
+    order = [name for name in REPORT_ORDER if name in servers.programs]
     panels = [("rate", "round trips/s (higher is better)"),
               ("p99_us", "p99 latency, us (lower is better)"),
               ("cpu_us_per_rt", "server CPU per round trip, us (lower is better)")]
@@ -461,7 +483,8 @@ def parse_args():
     parser.add_argument("--steps-dir", default=os.path.join(ROOT, "build"),
                         help="where the steps are built, with bench/loadgen and bench/uv_echo")
     parser.add_argument("--servers", "--steps", default=",".join(SERVERS),
-                        help=f"comma-separated, from {','.join(SERVERS)} (all that are built)")
+                        help=f"comma-separated, from {','.join(SERVERS)} (all that are built), "
+                             f"and the Lua twins {','.join(LUA_SERVERS)} (on request only)")
     parser.add_argument("--workloads", help="comma-separated N[xSIZE][+Kidle] (full: "
                         f"{FULL['workloads']}; --quick: {QUICK['workloads']})")
     parser.add_argument("--repetitions", type=int, help="of every measurement (5; --quick: 1)")
@@ -540,9 +563,9 @@ def main():
         sys.exit(f"a workload needs {most} connections: more descriptors than ulimit -Hn {hard}")
 
     wanted = [name.strip() for name in args.servers.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in SERVERS]
+    unknown = [name for name in wanted if name not in SERVERS + LUA_SERVERS]
     if unknown:
-        sys.exit(f"unknown servers {unknown}: choose from {','.join(SERVERS)}")
+        sys.exit(f"unknown servers {unknown}: choose from {','.join(SERVERS + LUA_SERVERS)}")
     servers = Servers(args.steps_dir, wanted)
     for name, why in servers.missing.items():
         # Step 9 is built once it exists: no news otherwise.  Without libuv,
