@@ -25,7 +25,7 @@ local socket = require "socket"
 local listeners = require "listeners"
 local connections = require "connections"
 
-local servers, table   -- what INIT makes and FRAME uses
+local servers, clients   -- what INIT makes and FRAME uses
 local now = 0          -- seconds since INIT, counted in frames' dt
 
 -- INIT: once, before the first frame.  nil and why if it cannot serve.
@@ -40,7 +40,7 @@ local function init(args)
         listener.server:settimeout(0)   -- accept() must never wait for a client
         servers[#servers + 1] = listener.server
     end
-    table = connections.new(args, servers)
+    clients = connections.new(args, servers)
     for _, listener in ipairs(list) do print("listening on " .. listener.address) end
     return true
 end
@@ -48,17 +48,17 @@ end
 -- FRAME: every frame.  Looks, serves what is ready, returns: never waits.
 local function frame(dt)
     now = now + dt
-    connections.turn(table, now)   -- its timeout is not needed: a frame comes soon
-    local readers, writers = connections.watch(table, now)
+    connections.turn(clients, now)   -- its timeout is not needed: a frame comes soon
+    local readers, writers = connections.watch(clients, now)
     local readable, writable = socket.select(readers, writers, 0)   -- 0: look, never wait
-    connections.serve(table, readable, writable, now)
+    connections.serve(clients, readable, writable, now)
 end
 
 -- Ctrl-C: every client is told goodbye, then the listening sockets go.
 local function stop()
-    connections.free(table)
+    connections.free(clients)
     for _, server in ipairs(servers) do server:close() end
 end
 
 return { init = init, frame = frame, stop = stop,
-         clients = function() return table.count end }
+         clients = function() return clients.count end }

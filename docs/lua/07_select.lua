@@ -47,25 +47,25 @@ common.run(function()
         listener.server:settimeout(0)   -- accept() must never wait for a client
         servers[#servers + 1] = listener.server
     end
-    local table = connections.new(args, servers)
+    local clients = connections.new(args, servers)
     local clock = common.clock()
 
     local ok, err = pcall(function()
         for _, listener in ipairs(list) do print("listening on " .. listener.address) end
         while true do
             local now = clock()
-            local wait = connections.turn(table, now)
-            local readers, writers = connections.watch(table, now)
+            local wait = connections.turn(clients, now)
+            local readers, writers = connections.watch(clients, now)
             -- Sleep until a socket is ready or something is due (an idle
             -- client), but never longer than LONGEST_WAIT.
             local readable, writable = socket.select(readers, writers,
                                                      math.min(wait or LONGEST_WAIT, LONGEST_WAIT))
-            connections.serve(table, readable, writable, clock())
+            connections.serve(clients, readable, writable, clock())
         end
     end)
     if not ok and not common.is_interrupt(err) then error(err, 0) end
     print("stopping on SIGINT")
-    connections.free(table)
+    connections.free(clients)
     listeners.close_all(list)
     return 0
 end)

@@ -45,12 +45,12 @@
 --
 -- A loop, whatever tells it which sockets are ready:
 --
---     local table = connections.new(args, listening_sockets)
+--     local clients = connections.new(args, listening_sockets)
 --     while true do
---         local wait = connections.turn(table, now)   -- idle clients go
---         local readers, writers = connections.watch(table)
+--         local wait = connections.turn(clients, now)   -- idle clients go
+--         local readers, writers = connections.watch(clients, now)
 --         local readable, writable = socket.select(readers, writers, timeout)
---         connections.serve(table, readable, writable, now)
+--         connections.serve(clients, readable, writable, now)
 --     end
 --
 -- Time is what the caller says it is (`now`, in seconds): the FRAME script
@@ -67,8 +67,8 @@ local ACCEPT_PAUSE = 0.5                -- seconds, when even the spare cannot h
 local ERRNO_NAMES = { ["Too many open files"] = "EMFILE",
                       ["Too many open files in system"] = "ENFILE" }
 
-local function log(table, line)
-    if not table.quiet then print(line) end
+local function log(clients, line)
+    if not clients.quiet then print(line) end
 end
 
 -- An empty table of clients for these listening sockets (settimeout(0)
@@ -76,7 +76,7 @@ end
 function connections.new(args, servers)
     return {
         servers = servers,
-        clients = {},                -- socket -> its connection
+        by_socket = {},              -- socket -> its connection
         count = 0,
         max_clients = args.max_clients,
         idle_timeout = args.idle_timeout,
@@ -88,16 +88,16 @@ function connections.new(args, servers)
     }
 end
 
-function connections.close(table, c, reason)
-    log(table, ("closed %s: %s"):format(c.peer, reason))
+function connections.close(clients, c, reason)
+    log(clients, ("closed %s: %s"):format(c.peer, reason))
     c.socket:close()
-    table.clients[c.socket] = nil
-    table.count = table.count - 1
-    if not table.spare then table.spare = io.open("/dev/null") end
+    clients.by_socket[c.socket] = nil
+    clients.count = clients.count - 1
+    if not clients.spare then clients.spare = io.open("/dev/null") end
 end
 
-function connections.close_all(table, reason)
-    for _, c in pairs(table.clients) do connections.close(table, c, reason) end
+function connections.close_all(clients, reason)
+    for _, c in pairs(clients.by_socket) do connections.close(clients, c, reason) end
 end
 
 -- "127.0.0.1:50522", "[::1]:50522"; a client that reset before we asked
@@ -111,13 +111,13 @@ end
 
 -- One line to a client we will not serve, then close.  A "refused" line a
 -- second at most; the others are counted, and turn() sums them up.
-local function refuse(table, client, peer, line, why, now)
+local function refuse(clients, client, peer, line, why, now)
     client:settimeout(0)
     client:send(line)   -- a fresh socket's buffer is empty: it takes the line
     client:close()
-    local refusals = table.refusals
+    local refusals = clients.refusals
     if now >= refusals.next_line then
-        log(table, ("refused %s: %s"):format(peer, why))
+        log(clients, ("refused %s: %s"):format(peer, why))
         refusals.next_line = now + 1
     else
         refusals.not_logged = refusals.not_logged + 1
@@ -127,48 +127,48 @@ end
 -- accept() failed for want of a descriptor: give up the spare, take the
 -- waiting client off the queue, tell it, take the spare back.  True if
 -- that made room to go on.
-local function refuse_with_spare(table, server, why, now)
-    if not table.spare then return false end
-    table.spare:close()
-    table.spare = nil
+local function refuse_with_spare(clients, server, why, now)
+    if not clients.spare then return false end
+    clients.spare:close()
+    clients.spare = nil
     local client = server:accept()
     if client then
-        refuse(table, client, peer_of(client), "busy: server out of descriptors, try later\n",
+        refuse(clients, client, peer_of(client), "busy: server out of descriptors, try later\n",
                ("%s (out of descriptors)"):format(why), now)
     end
-    table.spare = io.open("/dev/null")
+    clients.spare = io.open("/dev/null")
     return client ~= nil
 end
 
 -- Takes the clients waiting on `server`, as many as this turn allows.
-local function accept_clients(table, server, now)
-    while now >= table.accept_paused_until and table.accepts_this_turn < ACCEPTS_PER_TURN do
-        table.accepts_this_turn = table.accepts_this_turn + 1
+local function accept_clients(clients, server, now)
+    while now >= clients.accept_paused_until and clients.accepts_this_turn < ACCEPTS_PER_TURN do
+        clients.accepts_this_turn = clients.accepts_this_turn + 1
         local client, err = server:accept()
         if not client then
             if err == "timeout" then return end          -- nobody waiting
             local name = ERRNO_NAMES[err] or err
             local why = ("%s (%s)"):format(name, err)
-            if not (ERRNO_NAMES[err] and refuse_with_spare(table, server, why, now)) then
+            if not (ERRNO_NAMES[err] and refuse_with_spare(clients, server, why, now)) then
                 io.stderr:write(("accept: %s; pausing accept for %g s\n"):format(why, ACCEPT_PAUSE))
-                table.accept_paused_until = now + ACCEPT_PAUSE
+                clients.accept_paused_until = now + ACCEPT_PAUSE
                 return
             end
         else
             local peer = peer_of(client)
-            if table.count >= table.max_clients then
-                refuse(table, client, peer, ("busy: too many clients (max %d), try later\n"):format(
-                    table.max_clients), ("too many clients (max %d)"):format(table.max_clients), now)
+            if clients.count >= clients.max_clients then
+                refuse(clients, client, peer, ("busy: too many clients (max %d), try later\n"):format(
+                    clients.max_clients), ("too many clients (max %d)"):format(clients.max_clients), now)
             elseif client:getfd() >= FD_SETSIZE then
-                refuse(table, client, peer, "busy: too many clients for select(), try later\n",
+                refuse(clients, client, peer, "busy: too many clients for select(), try later\n",
                        ("descriptor %d: select() watches only those below %d"):format(
                            client:getfd(), FD_SETSIZE), now)
             else
                 client:settimeout(0)   -- not inherited from the server: set it
-                table.clients[client] = { socket = client, peer = peer, owed = "",
+                clients.by_socket[client] = { socket = client, peer = peer, owed = "",
                                           input_ended = false, last_active = now }
-                table.count = table.count + 1
-                log(table, ("accepted %s (fd %d)"):format(peer, client:getfd()))
+                clients.count = clients.count + 1
+                log(clients, ("accepted %s (fd %d)"):format(peer, client:getfd()))
             end
         end
     end
@@ -177,30 +177,30 @@ end
 -- Does what the clock says is due: closes clients idle for idle_timeout,
 -- sums up refusals, lets accept() try again.  Call it once per turn, first.
 -- Returns the seconds until something is due again, or nil.
-function connections.turn(table, now)
-    table.accepts_this_turn = 0
+function connections.turn(clients, now)
+    clients.accepts_this_turn = 0
     local next_due = nil
     local function due(when)
         if not next_due or when < next_due then next_due = when end
     end
-    if table.accept_paused_until > now then due(table.accept_paused_until) end
-    local refusals = table.refusals
+    if clients.accept_paused_until > now then due(clients.accept_paused_until) end
+    local refusals = clients.refusals
     if refusals.not_logged > 0 then
         if now >= refusals.next_line then
-            log(table, ("refused %d more clients (one line a second at most)"):format(
+            log(clients, ("refused %d more clients (one line a second at most)"):format(
                 refusals.not_logged))
             refusals.not_logged = 0
         else
             due(refusals.next_line)
         end
     end
-    if table.idle_timeout > 0 then
+    if clients.idle_timeout > 0 then
         -- A scan of every client: fine for the hundreds select() can watch.
         -- (common/connections.c keeps them in order of activity instead.)
-        for _, c in pairs(table.clients) do
-            local deadline = c.last_active + table.idle_timeout
+        for _, c in pairs(clients.by_socket) do
+            local deadline = c.last_active + clients.idle_timeout
             if deadline <= now then
-                connections.close(table, c, ("idle for %g s"):format(table.idle_timeout))
+                connections.close(clients, c, ("idle for %g s"):format(clients.idle_timeout))
             else
                 due(deadline)
             end
@@ -211,12 +211,12 @@ end
 
 -- The sockets to ask about: the listening ones (unless accepting is paused),
 -- every client that may send more (READ), and those owed output (WRITE).
-function connections.watch(table, now)
+function connections.watch(clients, now)
     local readers, writers = {}, {}
-    if now >= table.accept_paused_until then
-        for _, server in ipairs(table.servers) do readers[#readers + 1] = server end
+    if now >= clients.accept_paused_until then
+        for _, server in ipairs(clients.servers) do readers[#readers + 1] = server end
     end
-    for client, c in pairs(table.clients) do
+    for client, c in pairs(clients.by_socket) do
         if not c.input_ended and #c.owed < connections.OUTPUT_LIMIT then
             readers[#readers + 1] = client
         end
@@ -226,12 +226,12 @@ function connections.watch(table, now)
 end
 
 -- Reads what has arrived, up to the limit.  False if it closed c.
-local function read_input(table, c, now)
+local function read_input(clients, c, now)
     -- A reset leaves an error pending on the socket, which receive() would
     -- turn into "closed", just as it does an orderly close.
     local pending = c.socket:getoption("error")
     if pending then
-        connections.close(table, c, pending == "closed"
+        connections.close(clients, c, pending == "closed"
             and "ECONNRESET (connection reset by peer)" or pending)
         return false
     end
@@ -244,14 +244,14 @@ local function read_input(table, c, now)
     if err == "closed" then
         c.input_ended = true   -- closed, or half-closed: we still owe it
     elseif err and err ~= "timeout" then
-        connections.close(table, c, err)
+        connections.close(clients, c, err)
         return false
     end
     return true
 end
 
 -- Sends what the socket takes; keeps the rest.  False if it closed c.
-local function write_output(table, c, now)
+local function write_output(clients, c, now)
     local last, err, partial_last = c.socket:send(c.owed)
     last = last or partial_last
     if last > 0 then
@@ -260,10 +260,10 @@ local function write_output(table, c, now)
     end
     if err == "closed" then
         -- A reset or a vanished reader: LuaSocket says "closed" for both.
-        connections.close(table, c, "ECONNRESET or EPIPE (LuaSocket says: closed)")
+        connections.close(clients, c, "ECONNRESET or EPIPE (LuaSocket says: closed)")
         return false
     elseif err and err ~= "timeout" then
-        connections.close(table, c, err)
+        connections.close(clients, c, err)
         return false
     end
     return true
@@ -271,33 +271,33 @@ end
 
 -- Serves what socket.select() said is ready: readable and writable, the
 -- lists it returned.  Clients first, then the newcomers.
-function connections.serve(table, readable, writable, now)
+function connections.serve(clients, readable, writable, now)
     local ready = {}
     for _, sock in ipairs(readable) do ready[sock] = "read" end
     for _, sock in ipairs(writable) do ready[sock] = ready[sock] or "write" end
     for sock, what in pairs(ready) do
-        local c = table.clients[sock]
+        local c = clients.by_socket[sock]
         if c then
             local open = true
-            if what == "read" then open = read_input(table, c, now) end
+            if what == "read" then open = read_input(clients, c, now) end
             -- Send even when select() did not say "writable": the socket
             -- usually has room for what we just read.
-            if open and #c.owed > 0 then open = write_output(table, c, now) end
+            if open and #c.owed > 0 then open = write_output(clients, c, now) end
             if open and c.input_ended and #c.owed == 0 then
-                connections.close(table, c, "client closed")
+                connections.close(clients, c, "client closed")
             end
         end
     end
-    for _, server in ipairs(table.servers) do
-        if ready[server] then accept_clients(table, server, now) end
+    for _, server in ipairs(clients.servers) do
+        if ready[server] then accept_clients(clients, server, now) end
     end
 end
 
 -- Closes every client and lets go of the spare.
-function connections.free(table)
-    connections.close_all(table, "server stopping")
-    if table.spare then table.spare:close() end
-    table.spare = nil
+function connections.free(clients)
+    connections.close_all(clients, "server stopping")
+    if clients.spare then clients.spare:close() end
+    clients.spare = nil
 end
 
 return connections
