@@ -38,7 +38,7 @@
 --
 --     accepted 127.0.0.1:50522 (fd 5)
 --     closed 127.0.0.1:50522: client closed
---     closed 127.0.0.1:50524: ECONNRESET (connection reset by peer)
+--     closed 127.0.0.1:50524: ECONNRESET (Connection reset by peer)
 --     closed 127.0.0.1:50526: idle for 10 s
 --     refused 127.0.0.1:50530: too many clients (max 1000)
 --     refused 312 more clients (one line a second at most)
@@ -166,7 +166,7 @@ local function accept_clients(clients, server, now)
             else
                 client:settimeout(0)   -- not inherited from the server: set it
                 clients.by_socket[client] = { socket = client, peer = peer, owed = "",
-                                          input_ended = false, last_active = now }
+                                              input_ended = false, last_active = now }
                 clients.count = clients.count + 1
                 log(clients, ("accepted %s (fd %d)"):format(peer, client:getfd()))
             end
@@ -232,7 +232,7 @@ local function read_input(clients, c, now)
     local pending = c.socket:getoption("error")
     if pending then
         connections.close(clients, c, pending == "closed"
-            and "ECONNRESET (connection reset by peer)" or pending)
+            and "ECONNRESET (Connection reset by peer)" or pending)
         return false
     end
     local data, err, partial = c.socket:receive(connections.OUTPUT_LIMIT - #c.owed)
