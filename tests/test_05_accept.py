@@ -13,9 +13,9 @@ import time
 import pytest
 
 from lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from programs import (CONNECTED, REFUSED, ROOT, address_text, connect, explain, process_state,
-                      recv_exactly, receive_until_eof, send_until_stalled, sockets_in_state,
-                      wait_until)
+from programs import (CONNECTED, REFUSED, address_text, build_test_helper, connect, explain,
+                      process_state, recv_exactly, receive_until_eof, send_until_stalled,
+                      sockets_in_state, wait_until)
 
 STEP = "05_accept"
 
@@ -224,15 +224,8 @@ MUSL_STRERROR = {"EBADF": "Bad file descriptor", "EMFILE": "No file descriptors 
 def fail_accept(tmp_path_factory):
     """tests/c/fail_accept.c built into a library for LD_PRELOAD: it makes
     the server's first accept() calls fail with the error we name."""
-    source = os.path.join(ROOT, "tests", "c", "fail_accept.c")
-    library = str(tmp_path_factory.mktemp("fail_accept") / "fail_accept.so")
-    command = [os.environ.get("CC", "cc"), "-std=c11", "-Wall", "-Wextra", "-Werror",
-               "-shared", "-fPIC", "-o", library, source, "-ldl"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, explain(
-        STEP, " ".join(command), "the test's accept() stand-in builds",
-        f"exit status {result.returncode}: {result.stderr.strip()}",
-        "a C compiler (cc) must be installed")
+    library = build_test_helper(tmp_path_factory, "fail_accept", "the test's accept() stand-in",
+                                shared=True)
 
     def environment(error, times=1):
         # Loaded before AddressSanitizer's runtime (make test SANITIZE=1),

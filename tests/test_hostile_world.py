@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from programs import (explain, fd_flags, open_client, process_state, recv_exactly,
+from programs import (build_test_helper, explain, fd_flags, open_client, process_state, recv_exactly,
                       recv_until_eof, strace_prefix, traced_child, wait_until)
 
 ACCEPTS_PER_TURN = 64      # common/connections.h
@@ -198,16 +198,7 @@ def echo_once_port(port):
 @pytest.fixture(scope="session")
 def flooder(tmp_path_factory):
     """tests/c/flood.c, built: bursts of 256 connects, each then reset."""
-    source = os.path.join(ROOT, "tests", "c", "flood.c")
-    binary = str(tmp_path_factory.mktemp("flood") / "flood")
-    command = [os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-               "-o", binary, source]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, explain(
-        "flood", " ".join(command), "the test's flooder builds",
-        f"exit status {result.returncode}: {result.stderr.strip()}",
-        "a C compiler (cc) must be installed")
-    return binary
+    return build_test_helper(tmp_path_factory, "flood", "the test's flooder")
 
 
 FLOODERS = 4

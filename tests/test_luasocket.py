@@ -27,8 +27,8 @@ import time
 
 import pytest
 
-from programs import (ADDRESS_LINE, LuaProgram, Server, explain, process_state, sockets_in_state,
-                      wait_until)
+from programs import (ADDRESS_LINE, LuaProgram, Server, build_test_helper, explain,
+                      process_state, sockets_in_state, wait_until)
 from test_06_frame_loop import REPORT
 from test_lua import LUA_MISSING, LuaSnippet
 
@@ -414,16 +414,8 @@ def clock_jump_library(tmp_path_factory):
     path.  With CLOCK_JUMP=AFTER:BY in the environment, the wall clock
     (gettimeofday, CLOCK_REALTIME) of the program it is loaded into jumps by
     BY seconds once AFTER seconds have passed."""
-    source = os.path.join(ROOT, "tests", "c", "clock_jump.c")
-    library = str(tmp_path_factory.mktemp("clock_jump") / "clock_jump.so")
-    command = [os.environ.get("CC", "cc"), "-std=c11", "-shared", "-fPIC", "-O2", "-Wall",
-               "-Wextra", "-Werror", "-o", library, source, "-ldl"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, explain(
-        STEP, " ".join(command), "the test's clock stand-in builds",
-        f"exit status {result.returncode}: {result.stderr.strip()}",
-        "a C compiler (cc) must be installed")
-    return library
+    return build_test_helper(tmp_path_factory, "clock_jump", "the test's clock stand-in",
+                             shared=True)
 
 
 def test_gettime_is_the_wall_clock():
