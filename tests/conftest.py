@@ -170,3 +170,22 @@ def enough_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     yield hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
+def descriptors_beyond_1024():
+    """A soft open-files limit above 1024 while the test runs (the programs
+    it starts inherit it): room for about a thousand clients in the test and
+    a descriptor numbered 1024 or more in the server.  Or a skip saying how
+    to allow it."""
+    needed = 1300
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed or soft == resource.RLIM_INFINITY:
+        yield
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"needs {needed} open files in one process; the hard limit (ulimit -Hn) "
+                    f"is {hard}: raise it, e.g. `ulimit -Hn {needed}` as root")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

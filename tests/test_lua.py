@@ -539,14 +539,13 @@ def test_06_07_refusals_get_a_line_each_at_most_once_a_second(step, program, lab
 
 @pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
 def test_06_07_a_client_whose_descriptor_select_cannot_watch_is_turned_away(
-        program, lab, enough_descriptors, lua_step):
+        program, lab, descriptors_beyond_1024, lua_step):
     """socket.select() raises an error for a descriptor of 1024 or more
     (FD_SETSIZE).  With the descriptor limit raised, the server serves the
     clients it can watch and sends the next one a line and closes it,
     where the C steps 7 and 8 (poll, epoll) have no such limit."""
-    prefix = ["prlimit", "--nofile=2048:2048", "--"]
-    with program(lua_step).start("--max-clients", 2000, "--idle-timeout", 0, "127.0.0.1", 0,
-                                 prefix=prefix) as server:
+    with program(lua_step).start("--max-clients", 2000, "--idle-timeout", 0,
+                                 "127.0.0.1", 0) as server:
         served, told = [], None
         try:
             while told is None and len(served) < 1100:

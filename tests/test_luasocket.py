@@ -19,7 +19,6 @@ a failure).
 import contextlib
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -296,23 +295,6 @@ print("returned") io.stdout:flush()
 
 
 # -- socket.select(): 1024 descriptors at most ----------------------------------------
-
-@pytest.fixture
-def descriptors_beyond_1024():
-    """A soft open-files limit above 1024 while the test runs (its children
-    inherit it), or a skip saying how to allow it."""
-    needed = 1100
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed or soft == resource.RLIM_INFINITY:
-        yield
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"needs {needed} open files in one process; the hard limit (ulimit -Hn) "
-                    f"is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
 
 def test_select_raises_for_a_descriptor_of_1024_or_more(descriptors_beyond_1024):
     """socket.select() uses select(2), whose sets hold descriptors 0 to 1023:
