@@ -273,6 +273,35 @@ test_06_07_port_zero_picks_again_when_the_port_is_taken_on_another_address = \
     test_every_address.test_port_zero_picks_again_when_the_port_is_taken_on_another_address
 
 
+@pytest.fixture
+def luasocket_words(monkeypatch):
+    """test_every_address's expected errors in LuaSocket's words, not errno names."""
+    monkeypatch.setattr(test_every_address, "NOT_HERE", "Cannot assign requested address")
+    monkeypatch.setattr(test_every_address, "IN_USE", "address already in use")
+
+
+def test_06_07_without_ipv6_on_loopback_it_serves_what_it_can(
+        step, program, private_lab, hosts, luasocket_words):
+    test_every_address.test_without_ipv6_on_loopback_it_serves_what_it_can(
+        step, program, private_lab, hosts)
+
+
+def test_06_07_without_ipv6_on_loopback_nothing_to_listen_on_is_an_error(
+        step, program, private_lab, luasocket_words):
+    test_every_address.test_without_ipv6_on_loopback_nothing_to_listen_on_is_an_error(
+        step, program, private_lab)
+
+
+def test_06_07_a_port_busy_on_one_address_fails_them_all(
+        step, program, private_lab, hosts, luasocket_words):
+    test_every_address.test_a_port_busy_on_one_address_fails_them_all(
+        step, program, private_lab, hosts)
+
+
+def test_06_07_port_zero_gives_up_after_ten_picks(step, program, private_lab, luasocket_words):
+    test_every_address.test_port_zero_gives_up_after_ten_picks(step, program, private_lab)
+
+
 def test_06_07_ctrl_c_closes_every_client_and_exits_0(step, program, lab):
     # SIGINT only: SIGTERM kills a Lua script (test_06_07_sigterm_kills_...).
     test_echo_servers.test_stop_signal_closes_every_client_and_exits_0(
