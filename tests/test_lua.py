@@ -240,6 +240,7 @@ def step(request):
 
 
 where = test_echo_servers.where
+flooder = test_hostile_world.flooder
 
 test_06_07_many_clients_at_once_each_get_their_own_bytes = \
     test_echo_servers.test_many_clients_at_once_each_get_their_own_bytes
@@ -306,6 +307,16 @@ def test_06_07_ctrl_c_closes_every_client_and_exits_0(step, program, lab):
     # SIGINT only: SIGTERM kills a Lua script (test_06_07_sigterm_kills_...).
     test_echo_servers.test_stop_signal_closes_every_client_and_exits_0(
         step, program, lab, signal.SIGINT)
+
+
+def test_06_07_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
+    test_hostile_world.test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab)
+
+
+def test_06_07_a_connection_flood_does_not_starve_the_clients_already_connected(
+        step, program, lab, flooder):
+    test_hostile_world.test_a_connection_flood_does_not_starve_the_clients_already_connected(
+        step, program, lab, flooder)
 
 
 # Step 6's own: the frame rate holds (the host's report is the witness).
@@ -560,10 +571,6 @@ def test_06_07_sigterm_kills_the_lua_server_and_no_client_is_told(program, lab, 
         "connection, and no 'closed' or 'stopping' line is printed",
         f"status {status}, client saw the end: {eof}, lines {said!r}",
         "if Lua can now catch SIGTERM, update docs/lua/README.md")
-
-
-def test_06_07_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
-    test_hostile_world.test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab)
 
 
 @pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
