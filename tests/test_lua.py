@@ -3,8 +3,10 @@
 Two halves:
 
 * The step tests that must hold for Lua too, borrowed from
-  tests/test_0N_*.py and run against docs/lua/NN_name.lua (the `program`
-  fixture below points there).  The Lua scripts are stopped with SIGINT
+  tests/test_0N_*.py (and, for steps 6 and 7, test_echo_servers.py,
+  test_every_address.py and test_hostile_world.py) and run against
+  docs/lua/NN_name.lua: step 6 under host.lua, step 7's twin 07_select.lua
+  (the `program` fixture below points there).  The Lua scripts are stopped with SIGINT
   (Ctrl-C): lua5.4 turns it into an error a script can catch, but nothing in
   Lua can catch SIGTERM.
 * Tests that pin where Debian's LuaSocket (lua-socket 3.1, which calls
@@ -12,7 +14,10 @@ Two halves:
   cannot drift: socket.tcp() makes no socket before bind(), so the classic
   helper's setoption("reuseaddr", true) fails in silence and a restart
   during TIME-WAIT fails; ports wrap modulo 65536; SIGTERM kills; tcp6
-  sockets are IPv6-only; error texts are LuaSocket's, not errno names.
+  sockets are IPv6-only; error texts are LuaSocket's, not errno names; and
+  for steps 6-7, select()'s 1024 descriptors, ten wake-ups a second, no
+  close-on-exec, a print() that waits for stdout.  (What LuaSocket itself
+  does, call by call, is pinned in test_luasocket.py.)
 
     python3 -m pytest tests -k lua
 
