@@ -76,7 +76,7 @@ common.run(function()
                 next_frame = next_frame + math.ceil((now - next_frame) / frame_seconds
                                                     + 1e-9) * frame_seconds
             end
-            local left = next_frame - clock()
+            local left = next_frame - now
             while left > 0 do
                 socket.sleep(math.min(left, 0.1))
                 left = next_frame - clock()
