@@ -13,7 +13,7 @@
 #   make analyze          cppcheck, clang-tidy (.clang-tidy) and gcc -fanalyzer: any
 #                         finding fails it
 #   make test LAB_HOSTS=ipv4-only   the whole suite under the lab's other /etc/hosts
-#                         (default: stock, localhost = ::1 then 127.0.0.1; tests/lab.py)
+#                         (default: stock, localhost = ::1 then 127.0.0.1; tests/lib/lab.py)
 #   make workspace STEP=03_bind   your own copy of a step, with TODOs: workspace/03_bind/
 #   make check STEP=03_bind       build yours (build/workspace/03_bind/) and run that step's tests
 #   make check STEP=07_poll ONLY=idle   only the checks whose names say "idle"
@@ -21,7 +21,7 @@
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
 #   make bench            the echo servers of steps 5-9 and a libuv one side by side, a few
-#                         minutes (tests/bench_echo.py): docs/bench/results.md and .png
+#                         minutes (tests/bench/bench_echo.py): docs/bench/results.md and .png
 #   make bench-quick      the same, small and short (under a minute), into build/bench-quick/;
 #                         fails on a wrong echo or an error, never on speed
 #   make fuzz             the libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each
@@ -78,7 +78,7 @@ $(BUILD)/%: $$(wildcard steps/%/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
 	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
 
 # Your own version of a step: workspace/NN_name/*.c, built the same way into
-# build/workspace/NN_name/NN_name (tests/workspace.py runs make for it).
+# build/workspace/NN_name/NN_name (tests/tools/workspace.py runs make for it).
 WORKSPACE ?= workspace
 $(BUILD)/workspace/%: $$(wildcard $(WORKSPACE)/$$(*D)/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
@@ -114,7 +114,7 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3 pytho
 # they do with PYTEST_ARGS=-n0.
 TEST_JOBS ?= $(shell echo $$(( 4 * $$(nproc 2>/dev/null || echo 2) )))
 
-# The lab's /etc/hosts for a whole run (tests/lab.py reads it from the
+# The lab's /etc/hosts for a whole run (tests/lib/lab.py reads it from the
 # environment): stock or ipv4-only.
 LAB_HOSTS ?= stock
 export LAB_HOSTS
@@ -145,10 +145,10 @@ test: all $(TEST_TOOLS)
 # (no liburing for musl: build.mk says so).  Steps 6-8 are: their bad input,
 # every-address (musl's own getaddrinfo) and echo tests run too (10 s more);
 # their frame-rate, wake-up and 10,000-connection tests do not.
-MUSL_TESTS = tests/test_01_socket.py tests/test_02_reuseaddr.py tests/test_03_bind.py \
-             tests/test_04_listen.py tests/test_05_accept.py tests/test_bad_input.py \
-             tests/test_tcp_server_create.py tests/test_every_address.py \
-             tests/test_echo_servers.py
+MUSL_TESTS = tests/steps/test_01_socket.py tests/steps/test_02_reuseaddr.py tests/steps/test_03_bind.py \
+             tests/steps/test_04_listen.py tests/steps/test_05_accept.py tests/servers/test_bad_input.py \
+             tests/servers/test_tcp_server_create.py tests/servers/test_every_address.py \
+             tests/servers/test_echo_servers.py
 .PHONY: test-musl
 test-musl:
 	$(MAKE) --no-print-directory test CC=musl-gcc TESTS="$(MUSL_TESTS)" \
@@ -169,7 +169,7 @@ test-musl:
 # A -k of your own in PYTEST_ARGS replaces the one here (pytest keeps the last).
 VALGRIND = valgrind -q --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-VALGRIND_TESTS = tests/test_05_accept.py tests/test_echo_servers.py tests/test_08_epoll.py
+VALGRIND_TESTS = tests/steps/test_05_accept.py tests/servers/test_echo_servers.py tests/steps/test_08_epoll.py
 VALGRIND_LEFT_OUT = out_of_descriptors or 09_io_uring
 .PHONY: valgrind
 valgrind:
@@ -220,30 +220,30 @@ analyze-gcc:
 # lua-socket.
 .PHONY: test-lua
 test-lua: all
-	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/test_lua.py tests/test_luasocket.py \
+	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/lua/test_lua.py tests/lua/test_luasocket.py \
 	    --steps-dir=$(BUILD) $(PYTEST_ARGS)
 
 workspace:
-	@python3 tests/workspace.py new $(STEP)
+	@python3 -m tests.tools.workspace new $(STEP)
 
 check: all
-	@$(or $(PYTHON),python3) tests/workspace.py check --build=$(BUILD) $(if $(ONLY),--only="$(ONLY)") $(STEP)
+	@$(or $(PYTHON),python3) -m tests.tools.workspace check --build=$(BUILD) $(if $(ONLY),--only="$(ONLY)") $(STEP)
 
 # The tour and the transcripts need python3 only (no pytest), and the lab's
 # tools: ip, unshare, nsenter, nc, ss, strace (Debian: iproute2 util-linux
 # netcat-openbsd strace procps).
 .PHONY: tour transcripts check-transcripts
 tour: all
-	python3 tests/tour.py --steps-dir=$(BUILD)
+	python3 -m tests.tools.tour --steps-dir=$(BUILD)
 
 transcripts: all
-	python3 docs/transcripts.py --update
+	python3 -m tests.tools.transcripts --update
 
 check-transcripts: all
-	python3 docs/transcripts.py --check --build-dir=$(BUILD)
+	python3 -m tests.tools.transcripts --check --build-dir=$(BUILD)
 
 # The echo servers of steps 5-9 side by side, with a libuv echo server as
-# the yardstick (tests/bench_echo.py): numbers, never pass/fail on speed.
+# the yardstick (tests/bench/bench_echo.py): numbers, never pass/fail on speed.
 # tests/bench/loadgen.c is the load generator; tests/bench/uv_echo.c needs
 # libuv (Debian: libuv1-dev) and is left out, with one line, without it.
 #   make bench-quick BENCH_ARGS="--servers 07_poll,08_epoll --workloads 100,100+10000idle"
@@ -272,14 +272,14 @@ bench-tools: $(BUILD)/bench/loadgen
 # The full run (several minutes): docs/bench/results.md and results.png.
 # BENCH_NOTE="..." (in the environment or here) adds a paragraph to the report.
 bench: all bench-tools
-	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --steps-dir=$(BUILD) \
+	$(or $(BENCH_PYTHON),python3) -m tests.bench.bench_echo --steps-dir=$(BUILD) \
 	    --output=docs/bench/results.md --plot=docs/bench/results.png \
 	    --invoked-as="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
 # Under a minute: every server, small loads, one repetition; fails on a wrong
 # echo or any error, never on speed.  Its report goes to build/, not docs/.
 bench-quick: all bench-tools
-	$(or $(BENCH_PYTHON),python3) tests/bench_echo.py --quick --steps-dir=$(BUILD) \
+	$(or $(BENCH_PYTHON),python3) -m tests.bench.bench_echo --quick --steps-dir=$(BUILD) \
 	    --output=$(BUILD)/bench-quick/results.md --plot=$(BUILD)/bench-quick/results.png \
 	    --invoked-as="make bench-quick$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 

@@ -4,7 +4,7 @@
     python3 -m pytest tests --steps-dir DIR       test your own builds in DIR
     python3 -m pytest tests -k 03                 one step
 
-The whole run happens inside the lab (tests/lab.py): a private network with a
+The whole run happens inside the lab (tests/lib/lab.py): a private network with a
 second computer, and name resolution of its own.  Its /etc/hosts is the
 stock distribution's (localhost: ::1, then 127.0.0.1) unless LAB_HOSTS says
 otherwise:
@@ -23,11 +23,11 @@ In parallel, with pytest-xdist (make test does it when it is installed):
 pytest_configure runs first in the process that starts the workers, while
 it has one thread: it enters the lab, and its user namespace is where the
 workers start.  Then each worker, in its own pytest_configure, makes a lab
-of its own inside it (tests/lab.py, "Labs inside a lab"): its own network,
+of its own inside it (tests/lib/lab.py, "Labs inside a lab"): its own network,
 second computer, kernel settings and /etc/hosts.  So a test may bind a
 fixed port, change a sysctl, count the kernel's packet counters, read what
 ss lists or switch /etc/hosts without seeing or disturbing any other
-worker's (tests/test_lab.py checks it).  Tests marked `long` are handed out
+worker's (tests/course/test_lab.py checks it).  Tests marked `long` are handed out
 first, so that the run does not end waiting for one of them.
 """
 
@@ -38,11 +38,10 @@ import shutil
 
 import pytest
 
-import lab as lab_module
-import programs
-from programs import Program, why_not_built
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+from tests.lib import lab as lab_module
+from tests.lib import programs
+from tests.lib.programs import Program, why_not_built
 
 
 def pytest_addoption(parser):
@@ -65,7 +64,7 @@ def pytest_configure(config):
                    "(make check leaves it out)")
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
     # A pytest-xdist worker has threads already: it makes its lab inside the
-    # user namespace of the process that started it (tests/lab.py).
+    # user namespace of the process that started it (tests/lib/lab.py).
     try:
         config.lab = lab_module.enter()
     except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
@@ -159,7 +158,7 @@ def enough_descriptors():
 
     Raising the hard limit takes privilege outside the lab's user namespace,
     so it is left to whoever starts pytest."""
-    from crowd import CONNECTIONS, SPARE_FDS
+    from tests.lib.crowd import CONNECTIONS, SPARE_FDS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = CONNECTIONS + SPARE_FDS
     if hard != resource.RLIM_INFINITY and hard < needed:

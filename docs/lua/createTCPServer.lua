@@ -4,7 +4,7 @@
 --     local createTCPServer = require "createTCPServer"
 --     local server, err = createTCPServer("localhost", 7777, 128)
 --
--- Two bugs, both silent (tests/test_lua.py shows them):
+-- Two bugs, both silent (tests/lua/test_lua.py shows them):
 --   * socket.tcp() makes no socket until bind(), so the setoption() below
 --     fails with nil, "setsockopt failed"; nobody looks, and the server runs
 --     without SO_REUSEADDR: a restart during TIME_WAIT fails to bind with

@@ -27,7 +27,7 @@
  * connections are open, and at the end of the window.
  *
  * It prints one line on stdout, "loadgen key=value ...", for
- * tests/bench_echo.py (the keys: the printf at the end of main(); times in
+ * tests/bench/bench_echo.py (the keys: the printf at the end of main(); times in
  * seconds or microseconds, memory in KiB, -1 for what could not be read).
  * Exit status: 0; or 1 if anything went wrong (a mismatch, a reset, a
  * connection closed by the server, a connect that failed or timed out), the

@@ -13,7 +13,7 @@
  *
  *     uv_echo [--quiet] [--max-clients N] [--idle-timeout SECONDS] HOST PORT BACKLOG
  *
- * The arguments are the steps' (tests/bench_echo.py starts it like one);
+ * The arguments are the steps' (tests/bench/bench_echo.py starts it like one);
  * the options are accepted and ignored.  HOST is an address, or "*" for
  * every IPv4 address, or a name: it listens on the first address the name
  * has (unlike steps 6-8, which listen on all of them).  It prints

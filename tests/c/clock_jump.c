@@ -20,7 +20,7 @@
  * time() and CLOCK_REALTIME_COARSE.  Without CLOCK_JUMP (or with one that
  * does not parse, which is said once on stderr) nothing changes.
  *
- * The tests (tests/test_luasocket.py) run it in their own network
+ * The tests (tests/lua/test_luasocket.py) run it in their own network
  * namespace; it touches no clock of the machine's, only what one process
  * is told.
  */

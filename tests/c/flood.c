@@ -1,5 +1,5 @@
 /*
- * flood.c -- a connection flood, for tests/test_hostile_world.py.
+ * flood.c -- a connection flood, for tests/servers/test_hostile_world.py.
  *
  * Starts BURST non-blocking connects to HOST:PORT at once, lets the
  * handshakes complete for a moment, then resets them all (SO_LINGER 0,

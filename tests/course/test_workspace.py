@@ -1,0 +1,329 @@
+"""The learner's workspace (tests/tools/workspace.py, tests/tools/skeletons.py), for every step:
+the skeleton builds with the course's flags, the step's tests fail against it,
+and the same commands pass with the reference code in its place.
+
+Each check runs `tests/tools/workspace.py` exactly as `make workspace` / `make check`
+do, into a temporary workspace and build folder (never the learner's own).
+Each takes seconds (a build, then a step's tests in a pytest of its own), so
+they are marked `long`: pytest-xdist hands them out first (tests/conftest.py),
+and the reference check of a Part 2 step, many times longer than the others,
+is split in two parts that run side by side (workspace.py --part).
+"""
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests import ROOT
+from tests.tools import skeletons
+from tests.tools import workspace as workspace_tool
+from tests.lib.programs import ADDRESS_LINE, all_steps, explain
+from tests.servers.test_echo_servers import STEPS as ECHO_SERVER_STEPS
+
+STEPS = all_steps()
+IDEAS = [(step, name, number, wrong) for step in STEPS
+         for name, number, cut in skeletons.ideas(step)
+         for wrong in ([False, True] if cut["wrong"] else [False])]
+
+pytestmark = pytest.mark.long
+
+
+def reference_parts(step):
+    """Into how many parts the reference check of a step is split.  The echo
+    servers of Part 2 are checked by the tests they share too
+    (test_echo_servers.py): many times more checks than the other steps."""
+    return 2 if step in ECHO_SERVER_STEPS else 1
+
+
+REFERENCE_CHECKS = [(step, part, reference_parts(step)) for step in STEPS
+                    for part in range(1, reference_parts(step) + 1)]
+
+
+def workspace_command(*args, timeout=600):
+    result = subprocess.run([sys.executable, "-m", "tests.tools.workspace", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    return result, f"python3 -m tests.tools.workspace {' '.join(args)}"
+
+
+def run_make(target, build_dir, workspace=None):
+    command = ["make", "--no-print-directory", f"BUILD={build_dir}"] \
+        + ([f"WORKSPACE={workspace}"] if workspace else []) + [target]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def build_dirs(tmp_path_factory):
+    """A build folder per kind of workspace, for the whole run: a skeleton, the
+    reference, an idea cut out, a skeleton run untouched.  Kinds never share
+    one: a program built from one kind's sources must not pass for another's.
+
+    Each starts with common/ already compiled (libcommon.a), copied with its
+    times from a folder built once for the whole run, under a lock, by the
+    first pytest-xdist worker that needs it: make then sees it up to date."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent        # the run's folder, above each worker's own
+    common = shared / "workspace-common"
+    with open(shared / "workspace-common.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (common / "libcommon.a").exists():
+            made = run_make(str(common / "libcommon.a"), str(common))
+            assert made.returncode == 0, explain(
+                "common", f"make BUILD={common} {common}/libcommon.a", "common/ builds",
+                made.stderr[-2000:])
+    folders = {}
+    for kind in ("skeleton", "reference", "ideas", "untouched"):
+        folder = tmp_path_factory.mktemp(f"build-{kind}")
+        shutil.copytree(common, folder, dirs_exist_ok=True)   # copy2: times kept
+        folders[kind] = str(folder)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def reference_workspace(tmp_path_factory):
+    """step -> a workspace holding the reference code as a learner's would
+    be: written once per run (per worker), shared by a check's parts, so the
+    second part finds it built."""
+    written = {}
+
+    def workspace(step):
+        if step not in written:
+            folder = tmp_path_factory.mktemp(f"reference-{step}")
+            shutil.copytree(os.path.join(ROOT, "steps", step), folder / step)
+            # The common/ files the workspace holds too, as a learner's would be:
+            # the banner on top, the course's code in every TODO's place.
+            for name in skeletons.LESSONS[step]:
+                if "/" in name:
+                    short = os.path.basename(name)
+                    reference = skeletons.read_reference(step, name)
+                    (folder / step / short).write_text(
+                        skeletons.banner(step, short, name, reference) + reference)
+            written[step] = str(folder)
+        return written[step]
+    return workspace
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_skeleton_builds_and_its_tests_fail(step, tmp_path, build_dirs, steps_dir):
+    workspace = str(tmp_path / "workspace")
+    made, command = workspace_command("new", step, "--workspace", workspace)
+    assert made.returncode == 0, explain(
+        step, command, "a skeleton is written", made.stderr.strip(),
+        "add the step's lesson cuts to LESSONS in tests/tools/skeletons.py")
+    with open(os.path.join(workspace, step, "main.c")) as f:
+        text = f.read()
+    assert "/* TODO" in text, explain(step, command, "the skeleton has a TODO", "none")
+
+    checked, command = workspace_command(
+        "check", step, "--workspace", workspace, "--build", build_dirs["skeleton"],
+        "--reference", os.path.abspath(steps_dir), "--first-failure")
+    output = checked.stdout + checked.stderr
+    assert checked.returncode != 3, explain(
+        step, command, "the skeleton compiles warning-free (-Werror)", output[-3000:],
+        "a cut in tests/tools/skeletons.py leaves an unused variable or broken code")
+    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
+        step, command, "at least one of the step's tests fails against the skeleton",
+        f"exit status {checked.returncode}:\n{output[-3000:]}",
+        "the cut in tests/tools/skeletons.py removes nothing the tests notice")
+
+
+@pytest.mark.parametrize("step, part, parts", REFERENCE_CHECKS, ids=[
+    step if parts == 1 else f"{step}-part{part}of{parts}" for step, part, parts in REFERENCE_CHECKS])
+def test_reference_passes_the_same_check(step, part, parts, build_dirs, reference_workspace,
+                                         steps_dir):
+    checked, command = workspace_command(
+        "check", step, "--workspace", reference_workspace(step), "--build",
+        build_dirs["reference"], "--reference", os.path.abspath(steps_dir),
+        *(["--part", f"{part}/{parts}"] if parts > 1 else []))
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 0 and f"step {step}: all " in output, explain(
+        step, command, "the reference code, checked as a learner's, passes",
+        f"exit status {checked.returncode}:\n{output[-3000:]}")
+
+
+# Loads the whole suite, as make check did before it loaded only the files
+# workspace.test_files() picks, and lists the files holding each step's checks.
+FILES_WITH_CHECKS = r'''
+import json, os, sys
+import pytest
+from tests.lib.programs import all_steps
+from tests.tools import workspace
+found = {step: set() for step in all_steps()}
+class Files:
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            for step in found:
+                if workspace.StepReport(step, None).is_for_step(item):
+                    found[step].add(os.path.relpath(str(item.fspath)))
+status = pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "--co",
+                     f"--steps-dir={sys.argv[1]}",
+                     "--ignore", os.path.join("tests", "course", "test_workspace.py"), "tests"],
+                    plugins=[Files()])
+if status != 0:
+    sys.exit(f"pytest --co: exit status {status}")
+print(json.dumps({step: sorted(files) for step, files in found.items()}))
+'''
+
+
+def test_make_check_loads_every_file_that_holds_checks_of_the_step(steps_dir):
+    result = subprocess.run([sys.executable, "-c", FILES_WITH_CHECKS, steps_dir], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"listing the checks failed: {result.stderr[-2000:]}"
+    found = json.loads(result.stdout.splitlines()[-1])
+    for step in STEPS:
+        assert found[step], f"no test file holds checks of {step}: {result.stdout[-2000:]}"
+        loaded = {os.path.relpath(path, ROOT) for path in workspace_tool.test_files(step)}
+        missed = sorted(set(found[step]) - loaded)
+        assert not missed, explain(
+            step, f"make check STEP={step}", "it loads every test file that holds checks of "
+            f"the step (workspace.test_files: {sorted(loaded)})",
+            f"{missed} hold(s) checks of {step} but would not be loaded",
+            "a test gets its `step` parameter in a way test_files() does not see: teach it")
+
+
+def test_new_never_overwrites_the_learners_file(tmp_path):
+    step = STEPS[0]
+    mine = tmp_path / step / "main.c"
+    mine.parent.mkdir()
+    mine.write_text("my own work\n")
+    result, command = workspace_command("new", step, "--workspace", str(tmp_path))
+    assert mine.read_text() == "my own work\n", explain(
+        step, command, "the learner's file is left alone", "it was overwritten")
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1 \
+        and "already exists" in result.stderr, explain(
+        step, command, "one line saying the file already exists",
+        f"stdout {result.stdout!r}, stderr {result.stderr!r}")
+
+
+def test_check_without_a_workspace_says_how_to_make_one(tmp_path):
+    step = STEPS[0]
+    result, command = workspace_command("check", step, "--workspace", str(tmp_path))
+    assert result.returncode == 2 and f"make workspace STEP={step}" in result.stderr, explain(
+        step, command, "exit 2 and the command that makes a workspace",
+        f"exit {result.returncode}, stderr {result.stderr!r}")
+
+
+def write_workspace(folder, step, sources):
+    os.makedirs(os.path.join(folder, step))
+    for name, text in sources.items():
+        with open(os.path.join(folder, step, name), "w") as f:
+            f.write(text)
+
+
+def build_skeleton(step, workspace, build_dir):
+    target = os.path.join(build_dir, "workspace", step, step)
+    made = run_make(target, build_dir, workspace)
+    assert made.returncode == 0, explain(
+        step, f"make {target}", "the skeleton builds", made.stderr[-2000:])
+    return target
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path, build_dirs):
+    """Run as written by make workspace, a skeleton must not look like a
+    working program (step 3 used to print "bound to 0.0.0.0:0" and wait):
+    it stops, exit status 3, with a line naming the TODO it reached."""
+    write_workspace(str(tmp_path / "ws"), step, skeletons.step_sources(step)[0])
+    program = build_skeleton(step, str(tmp_path / "ws"), build_dirs["untouched"])
+    command = f"{os.path.relpath(program, ROOT)} 127.0.0.1 0"
+    proc = subprocess.Popen([program, "127.0.0.1", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        # A server whose TODO is past its first line needs a client to reach it.
+        first = proc.stdout.readline()
+        match = ADDRESS_LINE.match(first.strip())
+        if match and match.group(1) == "listening on":
+            client = lab.socket()
+            client.settimeout(2)
+            try:
+                client.connect(("127.0.0.1", int(match.group("port"))))
+                client.sendall(b"hello\n")
+            except OSError:
+                pass          # it may be gone already: that is what we expect
+            finally:
+                client.close()
+        status = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        status = "still running after 5 s"
+    output, errors = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    number = int(step[:2])
+    assert status == 3 and re.search(rf"TODO step {number}\b.*not written yet", errors), explain(
+        step, command, "exit status 3 and one line naming the TODO (TODO step N ...: not "
+        "written yet)", f"exit status {status}; stdout {(first + output)!r}; stderr {errors!r}",
+        "a cut in tests/tools/skeletons.py leaves no placeholder, or one that does not stop")
+    assert "bound to" not in first + output or number > 3, explain(
+        step, command, "no 'bound to' line: nothing was bound", f"stdout {(first + output)!r}")
+
+
+@pytest.mark.parametrize("step, name, number, wrong", IDEAS, ids=[
+    f"{step}-{os.path.basename(name)}-{number}{'-wrong' if wrong else ''}"
+    for step, name, number, wrong in IDEAS])
+def test_each_idea_is_caught_when_missing_or_wrong(step, name, number, wrong, tmp_path,
+                                                    build_dirs, steps_dir):
+    """Part 2's ideas, one at a time: the reference with only this idea cut
+    out (its TODO placeholder), or replaced by a plausible wrong version, must
+    fail the tests LESSONS names, with a report that says what is wrong."""
+    cut = skeletons.LESSONS[step][name][number]
+    workspace = str(tmp_path / "workspace")
+    write_workspace(workspace, step, skeletons.step_sources(step, only=(name, number),
+                                                            wrong=wrong)[0])
+    checked, command = workspace_command(
+        "check", step, "--workspace", workspace, "--build", build_dirs["ideas"],
+        "--reference", os.path.abspath(steps_dir),
+        "--only", cut["wrong_caught_by"] if wrong else cut["caught_by"])
+    output = checked.stdout + checked.stderr
+    what = "a wrong version of" if wrong else "the TODO placeholder of"
+    idea = cut["todo"].splitlines()[0]
+    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
+        step, command, f"with {what} {name} cut {number} ({idea}), the checks "
+        f"{cut['wrong_caught_by'] if wrong else cut['caught_by']!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
+        "no test notices this idea missing: write one, and name it in caught_by")
+    says = cut["wrong_says"] if wrong else cut["says"]
+    report = output.split("checks failed.", 1)[-1]
+    assert re.search(says, report), explain(
+        step, command, f"the failure report says what is wrong (/{says}/)",
+        report[-3000:], "make the test's message name the idea, in plain words")
+
+
+def test_a_finished_common_file_is_carried_to_the_next_step(tmp_path):
+    """make workspace STEP=07_poll starts from the learner's own finished
+    connections.c of step 6 (this step's cuts made in it), and from the
+    reference while that file still has a placeholder."""
+    steps = [step for step in STEPS if any("/" in name for name in skeletons.LESSONS[step])]
+    if len(steps) < 2:
+        pytest.skip("fewer than two steps with common/ files in their workspace")
+    first, second = steps[0], steps[1]
+    shared = next(name for name in skeletons.LESSONS[first]
+                  if "/" in name and name in skeletons.LESSONS[second])
+    short = os.path.basename(shared)
+    made, command = workspace_command("new", first, "--workspace", str(tmp_path))
+    mine = tmp_path / first / short
+
+    started, command = workspace_command("new", second, "--workspace", str(tmp_path))
+    assert "still has TODOs" in started.stdout, explain(
+        second, command, f"with {first}'s {short} unfinished: a note, and the reference",
+        started.stdout)
+    shutil.rmtree(tmp_path / second)
+
+    # "Finished": the course's code in every TODO's place, plus a mark of the learner's.
+    finished = skeletons.read_reference(first, shared).replace(
+        "\n", "\n/* written by the learner */\n", 1)
+    mine.write_text(skeletons.banner(first, short, shared, finished) + finished)
+    carried, command = workspace_command("new", second, "--workspace", str(tmp_path))
+    text = (tmp_path / second / short).read_text()
+    assert "is carried forward" in carried.stdout and "written by the learner" in text \
+        and "TODO_NOT_WRITTEN(" in skeletons.strip_banner(text), explain(
+            second, command, f"the learner's finished {short} carried forward, with "
+            f"{second}'s TODOs cut out of it", carried.stdout)

@@ -1,0 +1,450 @@
+"""Steps 6-9 against a hostile world: a stdout nobody reads, a flood of
+connections, clients that sit there saying nothing, descriptors that run out
+twice, and programs the server might run (close-on-exec).
+
+    python3 -m pytest tests/servers/test_hostile_world.py -k 08_epoll
+
+Each test runs against every Part 2 step that exists under steps/.
+"""
+
+import contextlib
+import os
+import pty
+import re
+import signal
+import socket
+import subprocess
+import termios
+import threading
+import time
+
+import pytest
+
+from tests import ROOT
+from tests.lib.programs import (build_test_helper, explain, fd_flags, open_client, process_state, recv_exactly,
+                                recv_until_eof, strace_prefix, traced_child, wait_until)
+
+ACCEPTS_PER_TURN = 64      # common/connections.h
+
+PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
+STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
+CONNECTION_LINE = re.compile(r"^(accepted|closed) ")
+DROPPED_LINE = re.compile(r"^log: (\d+) lines dropped")
+
+
+@pytest.fixture(params=STEPS)
+def step(request):
+    return request.param
+
+
+def echo_once(server, lab, data=b"ping"):
+    sock = open_client(lab, server)
+    sock.sendall(data)
+    back = recv_exactly(sock, len(data), timeout=3)
+    sock.close()
+    return back == data
+
+
+# -- a stdout nobody reads ---------------------------------------------------
+
+class StuckOutput:
+    """The server's stdout: a pipe or a terminal (pty) that the test reads
+    only when it chooses to, as a paused `| less` or Ctrl-S would."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        if kind == "pipe":
+            self.read_end, self.write_end = os.pipe()
+        else:
+            self.read_end, self.write_end = pty.openpty()
+            attributes = termios.tcgetattr(self.write_end)
+            attributes[1] &= ~termios.OPOST          # no "\r\n": lines as written
+            termios.tcsetattr(self.write_end, termios.TCSANOW, attributes)
+        self.text = b""
+        self.draining = None
+
+    def read_until(self, pattern, timeout=5):
+        deadline = time.monotonic() + timeout
+        os.set_blocking(self.read_end, False)
+        while not re.search(pattern, self.text):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in the server's output: {self.text[-300:]!r}")
+            try:
+                self.text += os.read(self.read_end, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:                       # a pty whose other end closed
+                break
+        return self.text
+
+    def drain(self):
+        """From now on, read everything, in a thread, until end of output."""
+        def reader():
+            os.set_blocking(self.read_end, True)
+            while True:
+                try:
+                    chunk = os.read(self.read_end, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.text += chunk
+        self.draining = threading.Thread(target=reader, daemon=True)
+        self.draining.start()
+
+    def lines(self):
+        return self.text.decode(errors="replace").splitlines()
+
+    def close(self):
+        os.close(self.write_end)
+        if self.draining:
+            self.draining.join(timeout=5)
+        os.close(self.read_end)
+
+
+@pytest.mark.parametrize("kind", ["pipe", "terminal"])
+def test_a_stdout_nobody_reads_never_stops_the_serving(step, program, lab, kind):
+    out = StuckOutput(kind)
+    proc = subprocess.Popen(program(step).argv + ["127.0.0.1", "0"], stdout=out.write_end,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    command = program(step).command(["127.0.0.1", "0"]) + f" > ({kind} nobody reads)"
+    try:
+        port = int(re.search(rb"listening on 127\.0\.0\.1:(\d+)", out.read_until(rb"listening on .*\n"))[1])
+        if kind == "pipe":
+            # Descriptor 1 shares its open file description with us (we hold
+            # the same write end): O_NONBLOCK set there would be set for us too.
+            assert os.get_blocking(out.write_end), explain(
+                step, command, "the server leaves its stdout's open file description blocking",
+                "O_NONBLOCK is set on the pipe the test holds too",
+                "O_NONBLOCK on descriptor 1 changes the shell's (or the pager's) stdout as well: "
+                "open stdout anew (/proc/self/fd/1) and make that one non-blocking")
+
+        # About 90 bytes of log per connection: 3,000 of them are 270 KB,
+        # far more than the pipe (64 KiB) or the terminal holds.
+        started = time.monotonic()
+        connections, batch = 0, 50
+        while connections < 3000 and time.monotonic() - started < 60:
+            clients = []
+            for _ in range(batch):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=3)
+                sock.sendall(b"ping")
+                clients.append(sock)
+            for sock in clients:
+                back = recv_exactly(sock, 4, timeout=3)
+                assert back == b"ping", explain(
+                    step, command, "every client is echoed while nobody reads the server's stdout",
+                    f"after {connections} connections a client got {back!r}",
+                    "a printf() to a full stdout waits, and the whole server with it: write the "
+                    "log without waiting (common/log.h)")
+                sock.close()
+                connections += 1
+        assert connections >= 3000, explain(
+            step, command, "3,000 connections served within 60 s while stdout is stuck",
+            f"{connections} in {time.monotonic() - started:.0f} s")
+        # Now someone reads again: what was kept comes out, then one line
+        # saying how many were dropped, before the next line.
+        out.drain()
+        assert echo_once_port(port), explain(step, command, "a client is served once stdout is read again",
+                                             "it was not")
+        assert wait_until(lambda: any(DROPPED_LINE.match(line) for line in out.lines()), 5), explain(
+            step, command, "once stdout is read again, a line says how many lines were dropped "
+            "(log: N lines dropped ...)", f"its last lines: {out.lines()[-4:]!r}")
+
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(explain(step, command, "SIGTERM ends the server", "it kept running"))
+        took = time.monotonic() - stopping
+        assert status == 0 and took < 1.0, explain(
+            step, command, "SIGTERM ends it within a second, with status 0, whatever stdout does",
+            f"status {status} after {took:.2f} s")
+
+        out.close()
+        lines = out.lines()
+        assert "stopping on SIGTERM" in lines, explain(
+            step, command, "once stdout is read again, 'stopping on SIGTERM' gets through",
+            f"its last lines: {lines[-3:]!r}")
+        # Every connection line is either there or counted as dropped.  Step
+        # 6's once-a-second frame reports are lines too, dropped or not.
+        seen = sum(1 for line in lines if CONNECTION_LINE.match(line))
+        dropped = sum(int(DROPPED_LINE.match(line)[1]) for line in lines if DROPPED_LINE.match(line))
+        expected = 2 * (connections + 1)
+        reports = 2 + int(time.monotonic() - started) if step == "06_frame_loop" else 0
+        assert expected <= seen + dropped <= expected + reports, explain(
+            step, command, f"{2 * (connections + 1)} connection lines, each written or counted "
+            "as dropped", f"{seen} written, {dropped} counted as dropped")
+        assert dropped > 0, explain(step, command, "some lines were dropped while stdout was stuck",
+                                    f"none were ({seen} lines written)")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+        if not out.draining:
+            out.close()
+
+
+def echo_once_port(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        sock.sendall(b"ping")
+        return recv_exactly(sock, 4, timeout=3) == b"ping"
+
+
+# -- a flood of connections --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def flooder(tmp_path_factory):
+    """tests/c/flood.c, built: bursts of 256 connects, each then reset."""
+    return build_test_helper(tmp_path_factory, "flood", "the test's flooder")
+
+
+FLOODERS = 4
+FLOOD_SECONDS = 5
+# Measured on 2 cores, quiet: before accepting was bounded, a connected
+# client's worst round trip was 280-610 ms (steps 6-8); since, 11-27 ms.
+# The bound leaves room for a busy machine running the other tests.
+ROUND_TRIP_BOUND = 0.2
+
+
+def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, program, lab,
+                                                                         flooder):
+    max_clients = 64
+    with program(step).start("--max-clients", max_clients, "127.0.0.1", 0) as server:
+        fillers = [open_client(lab, server) for _ in range(max_clients - 1)]
+        pinger = open_client(lab, server)
+        try:
+            pinger.sendall(b"ping")
+            assert recv_exactly(pinger, 4) == b"ping"
+            flooders = [subprocess.Popen([flooder, "127.0.0.1", str(server.port),
+                                          str(FLOOD_SECONDS), "2000000"],
+                                         stdout=subprocess.PIPE, text=True)
+                        for _ in range(FLOODERS)]
+            round_trips = []
+            try:
+                started = time.monotonic()
+                while time.monotonic() - started < FLOOD_SECONDS:
+                    sent = time.monotonic()
+                    pinger.sendall(b"ping")
+                    back = recv_exactly(pinger, 4, timeout=5)
+                    round_trips.append(time.monotonic() - sent)
+                    assert back == b"ping", explain(
+                        step, server.command, "a connected client is echoed during a flood of connections",
+                        f"it got {back!r} after {len(round_trips)} pings")
+                    time.sleep(0.02)      # pacing the pings, not waiting for the server
+            finally:
+                made = [int(f.communicate(timeout=30)[0] or 0) for f in flooders]
+                assert all(f.returncode == 0 for f in flooders), "a flooder failed (its stderr says why)"
+            round_trips.sort()
+            worst, p99 = round_trips[-1], round_trips[int(len(round_trips) * 0.99)]
+            print(f"{step}: {sum(made)} connections in {FLOOD_SECONDS} s; {len(round_trips)} pings, "
+                  f"median {round_trips[len(round_trips) // 2] * 1000:.1f} ms, "
+                  f"p99 {p99 * 1000:.1f} ms, worst {worst * 1000:.1f} ms")
+            assert worst < ROUND_TRIP_BOUND, explain(
+                step, server.command,
+                f"while {FLOODERS} clients connect and close as fast as they can, a connected client's "
+                f"round trips stay under {ROUND_TRIP_BOUND * 1000:.0f} ms",
+                f"the worst took {worst * 1000:.0f} ms (p99 {p99 * 1000:.0f} ms; "
+                f"{sum(made)} connections made)",
+                "a loop that accepts until the queue is empty never gets back to its clients while "
+                "the queue refills: accept at most ACCEPTS_PER_TURN per turn")
+            for i, sock in enumerate(fillers[:3]):
+                sock.sendall(b"still here")
+                assert recv_exactly(sock, 10) == b"still here", f"filler {i} was not served after the flood"
+        finally:
+            for sock in fillers + [pinger]:
+                sock.close()
+
+
+def accept_runs(trace_lines, waits):
+    """The lengths of the runs of accept calls between two waits, from an
+    strace output."""
+    runs, run = [], 0
+    for line in trace_lines:
+        call = re.match(r"(?:\d+\s+)?(\w+)\(", line)
+        if call is None:
+            continue
+        if call[1] in ("accept4", "accept"):
+            run += 1
+        elif call[1] in waits:
+            runs.append(run)
+            run = 0
+    return runs + [run]
+
+
+@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+def test_accepting_stops_after_accepts_per_turn_and_serves_in_between(step, program, lab, tmp_path):
+    # 09_io_uring calls no accept(): one multishot request posts a completion
+    # per client, queued in order with everyone else's.
+    waits = {"06_frame_loop": ("poll",), "07_poll": ("poll",), "08_epoll": ("epoll_wait",)}[step]
+    trace = tmp_path / "trace"
+    prefix = strace_prefix("-o", str(trace), "-e", f"trace=accept,accept4,{','.join(waits)}")
+    clients = []
+    with program(step).start("--quiet", "--max-clients", 1000, "127.0.0.1", 0, 1024,
+                             prefix=prefix) as server:
+        child = traced_child(server.pid)
+        try:
+            # 300 clients queued at once: stopped, the server cannot take them
+            # one by one as they come.
+            os.kill(child, signal.SIGSTOP)
+            wait_until(lambda: process_state(child) in ("T", "t"), 5)
+            for _ in range(300):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", server.port))
+                clients.append(sock)
+            os.kill(child, signal.SIGCONT)
+            for sock in clients:
+                sock.setblocking(True)
+                sock.settimeout(5)
+                sock.sendall(b"x")
+            for i, sock in enumerate(clients):
+                assert recv_exactly(sock, 1) == b"x", f"client {i} of 300 queued was not echoed"
+        finally:
+            for sock in clients:
+                sock.close()
+            os.kill(child, signal.SIGTERM)   # the program, not strace (strace_prefix)
+            server.stop()
+    runs = accept_runs(trace.read_text().splitlines(), waits)
+    longest = max(runs)
+    assert 0 < longest <= ACCEPTS_PER_TURN, explain(
+        step, server.command, f"at most {ACCEPTS_PER_TURN} accept calls between two waits, so the "
+        "connected clients are served in between, however many are queued",
+        f"{longest} accept calls in a row, with 300 clients queued (strace)",
+        "connection_accept() returns NULL once ACCEPTS_PER_TURN clients were taken this turn")
+
+
+REFUSED_ONE = re.compile(r"^refused \S+: too many clients")
+REFUSED_MORE = re.compile(r"^refused (\d+) more clients")
+
+
+def test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
+    with program(step).start("--max-clients", 1, "127.0.0.1", 0) as server:
+        holder = open_client(lab, server)
+        try:
+            holder.sendall(b"x")
+            assert recv_exactly(holder, 1) == b"x"
+            started = time.monotonic()
+            refused = 200
+            for i in range(refused):
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                    line, eof = recv_until_eof(sock, timeout=5)
+                    assert line.startswith(b"busy: too many clients") and eof, explain(
+                        step, server.command, "a client over --max-clients 1 gets the busy line, then "
+                        "the end", f"client {i} got {line!r}{'' if eof else ' and no end'}")
+            elapsed = time.monotonic() - started
+
+            def counted():
+                ones = sum(1 for line in server.lines if REFUSED_ONE.match(line))
+                more = sum(int(m[1]) for m in map(REFUSED_MORE.match, server.lines) if m)
+                return ones, more
+            # The last ones are summed up within a second of the last refusal.
+            wait_until(lambda: server._read_available() and sum(counted()) >= refused, 3)
+            ones, more = counted()
+            assert ones + more == refused, explain(
+                step, server.command, f"each of the {refused} refusals logged or summed up in a "
+                "'refused N more clients' line", f"{ones} lines of their own, {more} summed up")
+            assert ones <= elapsed / 1.0 + 2, explain(
+                step, server.command, "at most one 'refused' line of its own a second",
+                f"{ones} in {elapsed:.1f} s",
+                "a flood of connections would flood the log too: count them, and sum them up")
+        finally:
+            holder.close()
+
+
+def close_on_exec_missing(pid):
+    """The server's descriptors (3 and up) without close-on-exec."""
+    missing = []
+    for fd in sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")):
+        try:
+            flags = fd_flags(pid, fd)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if fd >= 3 and not flags & os.O_CLOEXEC:
+            missing.append(f"{fd} ({target})")
+    return missing
+
+
+def test_every_descriptor_is_close_on_exec(step, program, lab):
+    with program(step).start("*", 0) as server:
+        with open_client(lab, server) as sock:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+            missing = close_on_exec_missing(server.pid)
+            assert missing == [], explain(
+                step, server.command, "every descriptor the server opens is close-on-exec, so a "
+                "program it ever ran would not inherit its sockets (and hold its port)",
+                f"without FD_CLOEXEC: {', '.join(missing)}",
+                "SOCK_CLOEXEC for socket() and accept4(), O_CLOEXEC for open(), EPOLL_CLOEXEC")
+
+
+@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, program, lab):
+    # The server's second open() of /dev/null -- taking its spare back after
+    # accept() said EMFILE -- fails (strace injects ENFILE: the system's
+    # file table was full for that moment).  Then a client leaves: the
+    # descriptor it frees must become the spare again, or every later client
+    # at the limit would wait in the queue instead of hearing "busy".
+    limit = 14
+    prefix = strace_prefix("-f", "-o", "/dev/null", "-P", "/dev/null", "-e", "trace=openat",
+                           "-e", "inject=openat:error=ENFILE:when=2")
+    prefix += ["prlimit", f"--nofile={limit}:{limit}", "--"]
+    served = []
+    with program(step).start("127.0.0.1", 0, prefix=prefix) as server:
+        child = traced_child(server.pid)
+        try:
+            # Served until the descriptors run out; on the way, the spare is
+            # given up once and not taken back (a client may get its place).
+            for attempt in range(limit):
+                sock = open_client(lab, server)
+                sock.sendall(b"hi")
+                back = recv_exactly(sock, 2, timeout=1.5)
+                if back != b"hi":
+                    sock.close()
+                    break
+                served.append(sock)
+            else:
+                raise AssertionError(f"every client was served with RLIMIT_NOFILE {limit}")
+            served.pop(0).close()         # a client leaves: its descriptor is free
+            server.wait_for_line(r"^closed .*client closed", timeout=5)
+            for name in ("the next client", "the one after"):
+                with open_client(lab, server) as late:
+                    line, eof = recv_until_eof(late, timeout=3)
+                assert line.startswith(b"busy: server out of descriptors") and eof, explain(
+                    step, server.command, f"at the descriptor limit, {name} is refused at once with "
+                    "'busy: server out of descriptors'",
+                    f"it got {line!r}{'' if eof else ', and no end within 3 s'}",
+                    "once the spare's reopening failed, nothing opened it again: reopen it when a "
+                    "client's descriptor is closed")
+        finally:
+            for sock in served:
+                sock.close()
+            os.kill(child, signal.SIGTERM)   # the program, not strace (strace_prefix)
+            server.stop()
+
+
+@pytest.mark.long
+@pytest.mark.course_default
+def test_a_client_silent_for_60_s_is_closed_by_default(program, lab):
+    # One test for every step at once, servers side by side: a minute of
+    # waiting costs one pytest worker, not one per step.
+    with contextlib.ExitStack() as stack:
+        servers = {step: stack.enter_context(program(step).start("127.0.0.1", 0)) for step in STEPS}
+        clients = {}
+        for step, server in servers.items():
+            sock = stack.enter_context(open_client(lab, server))
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x", f"{step}: the client was not echoed"
+            clients[step] = (sock, time.monotonic())
+        for step, (sock, silent_since) in clients.items():
+            line, eof = recv_until_eof(sock, timeout=max(1, 70 - (time.monotonic() - silent_since)))
+            silent = time.monotonic() - silent_since
+            server = servers[step]
+            assert eof and 59 <= silent <= 65, explain(
+                step, server.command, "with no --idle-timeout, a client silent for 60 s is closed "
+                "(the default; --idle-timeout 0 turns it off)",
+                f"{'closed' if eof else 'still open'} after {silent:.1f} s")
+            server.wait_for_line(r"^closed .*: idle for 60 s$", timeout=2)
