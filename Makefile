@@ -215,12 +215,13 @@ analyze-gcc:
 	    build/analyzer/tests/fail_accept.so build/analyzer/tests/clock_jump.so \
 	    build/analyzer/bench/loadgen build/analyzer/bench/uv_echo
 
-# Only the Lua side (docs/lua/, compared with the C steps in $(BUILD), and
-# what LuaSocket does, measured); make test runs it too.  Needs lua5.4 and
+# Only the Lua side: the Lua twins (docs/lua/) in the tests marked lua_twin,
+# what only Lua shows (tests/lua/, compared with the C steps in $(BUILD)) and
+# what LuaSocket does, measured; make test runs it too.  Needs lua5.4 and
 # lua-socket.
 .PHONY: test-lua
 test-lua: all
-	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests/lua/test_lua.py tests/lua/test_luasocket.py \
+	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests -m lua \
 	    --steps-dir=$(BUILD) $(PYTEST_ARGS)
 
 workspace:

@@ -40,8 +40,8 @@ import pytest
 
 from tests import ROOT
 from tests.lib import lab as lab_module
-from tests.lib import programs
-from tests.lib.programs import Program, why_not_built
+from tests.lib import programs, registry
+from tests.lib.programs import LuaProgram, Program, lua_missing, why_not_built
 
 
 def pytest_addoption(parser):
@@ -62,6 +62,14 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "course_default: checks a default of common/ that no learner writes "
                    "(make check leaves it out)")
+    config.addinivalue_line(
+        "markers", "idea(name, ...): the test takes `step` and runs on every step whose "
+                   "program has these ideas (tests/lib/registry.py)")
+    config.addinivalue_line(
+        "markers", "lua_twin: the test holds for the Lua twins too (docs/lua/): it also runs "
+                   "on each step's twin, as implementation 'lua'")
+    config.addinivalue_line(
+        "markers", "lua: runs Lua (a Lua twin, or LuaSocket itself): make test-lua runs these")
     # Before pytest starts any thread: unshare(CLONE_NEWUSER) needs one thread.
     # A pytest-xdist worker has threads already: it makes its lab inside the
     # user namespace of the process that started it (tests/lib/lab.py).
@@ -78,7 +86,59 @@ def pytest_report_header(config):
     return header
 
 
+def pytest_generate_tests(metafunc):
+    """A test's `step` comes from the registry, once for the whole suite: the
+    steps whose programs have every idea its idea markers name (a test with
+    none runs on every step).  A test marked lua_twin runs on the Lua twins
+    too: its `implementation` is "c" or "lua" (the `program` fixture gives
+    a LuaProgram for "lua"), for each step that has a twin.  A test that
+    parametrizes `step` itself keeps its own list."""
+    definition = metafunc.definition
+    takes_step = "step" in metafunc.fixturenames and not any(
+        "step" in _argnames(marker) for marker in definition.iter_markers("parametrize"))
+    ideas = [name for marker in definition.iter_markers("idea") for name in marker.args]
+    twin = definition.get_closest_marker("lua_twin") is not None
+    if ideas and not takes_step:
+        raise pytest.UsageError(f"{definition.nodeid}: marked idea{tuple(ideas)} but takes no "
+                                "`step` (or parametrizes it itself)")
+    if takes_step:
+        steps = [name for name in registry.steps_with(*ideas)
+                 if os.path.isdir(os.path.join(ROOT, "steps", name))]
+        if twin:
+            cases = [(name, "c") for name in steps]
+            cases += [(name, "lua") for name in steps if registry.lua_twin(name)]
+            metafunc.parametrize("step, implementation", cases, indirect=["implementation"],
+                                 ids=[name if kind == "c" else f"{name}-lua"
+                                      for name, kind in cases])
+        else:
+            metafunc.parametrize("step", steps)
+    elif twin:
+        metafunc.parametrize("implementation", ["c", "lua"], indirect=True)
+
+
+def _argnames(marker):
+    names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+    return [name.strip() for name in names.split(",")] if isinstance(names, str) else list(names)
+
+
 def pytest_collection_modifyitems(config, items):
+    # The Lua runs of lua_twin tests are marked lua, for make test-lua (-m
+    # lua).  lua_twin(unless={"sig": SIGTERM}, why=...) leaves out the Lua
+    # runs with those parameters: what the twins cannot do, pinned in
+    # tests/lua/ instead.
+    left_out = []
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if params.get("implementation") != "lua":
+            continue
+        unless = item.get_closest_marker("lua_twin").kwargs.get("unless", {})
+        if unless and all(params.get(name) == value for name, value in unless.items()):
+            left_out.append(item)
+        else:
+            item.add_marker("lua")
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
     # Under pytest-xdist (each worker collects; all collect the same order):
     # the tests marked `long` first, so that they start while the short ones
     # can still fill the other workers around them.  A serial run, and
@@ -140,16 +200,30 @@ def steps_dir(pytestconfig):
 
 
 @pytest.fixture
-def program(steps_dir):
+def implementation(request):
+    """"c", or "lua" for a lua_twin test's run on the Lua twin."""
+    return getattr(request, "param", "c")
+
+
+@pytest.fixture
+def program(steps_dir, implementation):
     """program("03_bind") -> the Program to run for that step.  A step that
     make skipped on this computer (step 9 without liburing) skips the test,
-    saying why."""
+    saying why.  In the Lua run of a lua_twin test, the step's Lua twin
+    (docs/lua/), or a skip where lua5.4 or LuaSocket is missing."""
+    if implementation == "lua":
+        missing = lua_missing()
+        if missing:
+            pytest.skip(missing)
+        return lambda step: LuaProgram(programs.LUA_DIR, step)
+
     def program_of(step):
         reason = why_not_built(steps_dir, step)
         if reason:
             pytest.skip(f"{step} was not built: {reason}")
         return Program(steps_dir, step)
     return program_of
+
 
 
 @pytest.fixture

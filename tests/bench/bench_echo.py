@@ -52,18 +52,23 @@ import time
 from tests import ROOT
 from tests.lib import lab as lab_module   # the lab first, while we have one thread
 from tests.lib.lab import LOCAL_V4
-from tests.lib.programs import LuaProgram, Program
+from tests.lib import registry
+from tests.lib.programs import LUA_DIR, LuaProgram, Program
 
-STEPS = ["05_accept", "06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
+# Every step whose program is an echo server (tests/lib/registry.py).
+STEPS = registry.echo_servers()
 LIBUV = "libuv"
 SERVERS = STEPS + [LIBUV]
-# The Lua twins (docs/lua/), on request only: --servers lua/06_frame_loop,lua/07_select
+# The Lua twins (docs/lua/) of the many-clients steps, on request only:
+# --servers lua/06_frame_loop,lua/07_select
 LUA_PREFIX = "lua/"
-LUA_SERVERS = [LUA_PREFIX + "06_frame_loop", LUA_PREFIX + "07_select"]
-LUA_DIR = os.path.join(ROOT, "docs", "lua")
+LUA_SERVERS = [LUA_PREFIX + registry.lua_twin(step) for step in registry.part_2()
+               if registry.lua_twin(step)]
 # In the report, each Lua twin comes right after its C step.
-REPORT_ORDER = ["05_accept", "06_frame_loop", LUA_PREFIX + "06_frame_loop", "07_poll",
-                LUA_PREFIX + "07_select", "08_epoll", "09_io_uring", LIBUV]
+REPORT_ORDER = [name for step in STEPS
+                for name in [step] + [twin for twin in LUA_SERVERS
+                                      if twin == LUA_PREFIX + registry.lua_twin(step)]]
+REPORT_ORDER.append(LIBUV)
 # N[xS][+Kidle]: N clients of S bytes (64), next to K idle connections.
 WORKLOAD = re.compile(r"^(\d+)(?:x(\d+))?(?:\+(\d+)idle)?$")
 FULL = {"workloads": "1,10,100,1000,100x4096,100+10000idle", "repetitions": 5,

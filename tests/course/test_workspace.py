@@ -23,10 +23,10 @@ import pytest
 from tests import ROOT
 from tests.tools import skeletons
 from tests.tools import workspace as workspace_tool
-from tests.lib.programs import ADDRESS_LINE, all_steps, explain
-from tests.servers.test_echo_servers import STEPS as ECHO_SERVER_STEPS
+from tests.lib import registry
+from tests.lib.programs import ADDRESS_LINE, explain
 
-STEPS = all_steps()
+STEPS = registry.names()
 IDEAS = [(step, name, number, wrong) for step in STEPS
          for name, number, cut in skeletons.ideas(step)
          for wrong in ([False, True] if cut["wrong"] else [False])]
@@ -38,7 +38,7 @@ def reference_parts(step):
     """Into how many parts the reference check of a step is split.  The echo
     servers of Part 2 are checked by the tests they share too
     (test_echo_servers.py): many times more checks than the other steps."""
-    return 2 if step in ECHO_SERVER_STEPS else 1
+    return 2 if registry.step(step).part == 2 else 1
 
 
 REFERENCE_CHECKS = [(step, part, reference_parts(step)) for step in STEPS
@@ -154,9 +154,9 @@ def test_reference_passes_the_same_check(step, part, parts, build_dirs, referenc
 FILES_WITH_CHECKS = r'''
 import json, os, sys
 import pytest
-from tests.lib.programs import all_steps
+from tests.lib import registry
 from tests.tools import workspace
-found = {step: set() for step in all_steps()}
+found = {step: set() for step in registry.names()}
 class Files:
     def pytest_collection_modifyitems(self, items):
         for item in items:

@@ -8,6 +8,7 @@ program's own line ("listening on ADDR:PORT") or poll with a deadline.
 
 import fcntl
 import os
+import pty
 import re
 import selectors
 import shlex
@@ -16,22 +17,23 @@ import signal
 import socket
 import subprocess
 import termios
+import threading
 import time
 
 from tests import ROOT
+from tests.lib import registry
 from tests.lib.lab import LOCAL_V4
-
-
-def all_steps():
-    """The course's steps, as the folders under steps/ name them, in order."""
-    steps_root = os.path.join(ROOT, "steps")
-    return sorted(name for name in os.listdir(steps_root)
-                  if name[:2].isdigit() and os.path.isdir(os.path.join(steps_root, name)))
 
 
 ADDRESS_LINE = re.compile(r"^(bound to|listening on) (\[(?P<v6>[^\]]+)\]|(?P<v4>[^:\s]+)):(?P<port>\d+)$")
 
 CONNECTED, REFUSED, TIMED_OUT, UNREACHABLE = "connected", "refused", "timed out", "unreachable"
+
+# Step 6's report, once a second (and its Lua twin's, from docs/lua/host.lua).
+REPORT = re.compile(r"^frames: (?P<rate>\d+)/s, clients: (?P<clients>\d+), "
+                    r"late frames: (?P<late>\d+)$")
+
+LUA_DIR = os.path.join(ROOT, "docs", "lua")
 
 
 def address_text(host, port):
@@ -72,6 +74,9 @@ RUN_UNDER_SLACK = 30
 class Program:
     """A step's program in a steps folder: a built binary, or a .lua script."""
 
+    # "::" takes IPv4 clients too while net.ipv6.bindv6only is 0 (steps 1-5).
+    dual_stack = True
+
     def __init__(self, steps_dir, step):
         self.step = step
         binary = os.path.join(steps_dir, step)
@@ -96,6 +101,18 @@ class Program:
 
     def command(self, args):
         return " ".join([self.shown] + [shlex.quote(str(a)) for a in args])
+
+    def says(self, errno_name):
+        """How its error lines name an errno: the C steps by its name
+        ("EADDRINUSE"), followed by the C library's words in parentheses."""
+        return errno_name
+
+    def error_line(self, where, errno_name):
+        """Its error line for a call that failed, "CALL ADDRESS: ENAME (text)",
+        as a pattern that checks the errno's name and takes any text in the
+        parentheses: strerror()'s words are the C library's (glibc's "Address
+        already in use" is musl's "Address in use")."""
+        return re.compile(re.escape(f"{where}: {errno_name} (") + r".+\)$")
 
     def run(self, *args, timeout=5, env=None, prefix=()):
         """Run to completion (for bad input); returns CompletedProcess."""
@@ -279,6 +296,63 @@ class Server:
         return sorted(int(fd) for fd in os.listdir(f"/proc/{self.pid}/fd"))
 
 
+# -- a stdout nobody reads ----------------------------------------------------
+
+class StuckOutput:
+    """The server's stdout: a pipe or a terminal (pty) that the test reads
+    only when it chooses to, as a paused `| less` or Ctrl-S would."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        if kind == "pipe":
+            self.read_end, self.write_end = os.pipe()
+        else:
+            self.read_end, self.write_end = pty.openpty()
+            attributes = termios.tcgetattr(self.write_end)
+            attributes[1] &= ~termios.OPOST          # no "\r\n": lines as written
+            termios.tcsetattr(self.write_end, termios.TCSANOW, attributes)
+        self.text = b""
+        self.draining = None
+
+    def read_until(self, pattern, timeout=5):
+        deadline = time.monotonic() + timeout
+        os.set_blocking(self.read_end, False)
+        while not re.search(pattern, self.text):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in the server's output: {self.text[-300:]!r}")
+            try:
+                self.text += os.read(self.read_end, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:                       # a pty whose other end closed
+                break
+        return self.text
+
+    def drain(self):
+        """From now on, read everything, in a thread, until end of output."""
+        def reader():
+            os.set_blocking(self.read_end, True)
+            while True:
+                try:
+                    chunk = os.read(self.read_end, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.text += chunk
+        self.draining = threading.Thread(target=reader, daemon=True)
+        self.draining.start()
+
+    def lines(self):
+        return self.text.decode(errors="replace").splitlines()
+
+    def close(self):
+        os.close(self.write_end)
+        if self.draining:
+            self.draining.join(timeout=5)
+        os.close(self.read_end)
+
+
 # -- the tests' own helpers in C (tests/c/) -----------------------------------
 
 def build_test_helper(tmp_path_factory, name, what, shared=False):
@@ -299,12 +373,23 @@ def build_test_helper(tmp_path_factory, name, what, shared=False):
 
 # -- the Lua twins (docs/lua/) ----------------------------------------------
 
-# The Lua twin of a C step, where its name differs: step 7's is built on
-# socket.select(), LuaSocket's only way to wait, not on poll().
-LUA_TWINS = {"06": "06_frame_loop", "07": "07_select"}
-# Step 6's twin is a script an engine would run (init, then frame every
-# frame): docs/lua/host.lua stands in for the engine.
-LUA_HOSTED = {"06_frame_loop"}
+def lua_missing():
+    """Why the Lua side cannot run here, or "" when it can (asked once)."""
+    if not _LUA_MISSING_CACHE:
+        lua = shutil.which("lua5.4")
+        if lua is None:
+            reason = "lua5.4 is not installed (Debian/Ubuntu: sudo apt-get install lua5.4 lua-socket)"
+        else:
+            probe = subprocess.run([lua, "-e", 'require "socket"'], capture_output=True,
+                                   text=True, timeout=10)
+            reason = "" if probe.returncode == 0 else (
+                "LuaSocket is not installed for lua5.4 (Debian/Ubuntu: sudo apt-get install "
+                f"lua-socket): {probe.stderr.strip().splitlines()[0]}")
+        _LUA_MISSING_CACHE.append(reason)
+    return _LUA_MISSING_CACHE[0]
+
+
+_LUA_MISSING_CACHE = []
 
 
 class LuaServer(Server):
@@ -319,20 +404,57 @@ class LuaServer(Server):
 
 
 class LuaProgram(Program):
-    """docs/lua/NN_name.lua, for step NN_name or its twin ("07_poll" gives
-    07_select.lua); a FRAME script runs under host.lua."""
+    """docs/lua/NN_name.lua, the Lua twin of step NN_name (registry.Step.lua:
+    "07_poll" gives 07_select.lua); a FRAME script runs under host.lua."""
+
+    # LuaSocket's own words for the errors the tests meet, where the C steps
+    # print the errno's name and strerror()'s text.
+    LUASOCKET_WORDS = {"EADDRINUSE": "address already in use",
+                       "EADDRNOTAVAIL": "Cannot assign requested address",
+                       "EACCES": "permission denied"}
+    # LuaSocket's tcp6() sets IPV6_V6ONLY: "::" takes IPv6 clients only.
+    dual_stack = False
 
     def __init__(self, lua_dir, step):
-        script = LUA_TWINS.get(step[:2], step.removesuffix(".lua"))
-        super().__init__(lua_dir, script)
+        name = step.removesuffix(".lua")
+        twin = registry.step(name) if name in registry.BY_NAME else None
+        super().__init__(lua_dir, twin.lua if twin else name)
         self.step = step
-        if script in LUA_HOSTED:
+        if twin and twin.lua_hosted:
             host = os.path.join(lua_dir, "host.lua")
             self.argv = [self.argv[0], host, self.argv[1]]
             self.shown = f"lua5.4 {os.path.relpath(host)} {os.path.relpath(self.argv[2])}"
 
     def start(self, *args, expect=ADDRESS_LINE, timeout=5, env=None, prefix=()):
         return LuaServer(self, [str(a) for a in args], expect, timeout, env, prefix)
+
+    def says(self, errno_name):
+        return self.LUASOCKET_WORDS[errno_name]
+
+    def error_line(self, where, errno_name):
+        return re.compile(re.escape(f"{where}: {self.says(errno_name)}"))
+
+
+class LuaSnippet:
+    """`lua5.4 -e CODE` with docs/lua/ on the module path, as the lessons
+    run it (cd docs/lua && lua5.4 -e '...'); usable by programs.Server."""
+
+    def __init__(self, code, step="lua"):
+        self.step = step
+        self.argv = [shutil.which("lua5.4") or "lua5.4",
+                     "-e", f"package.path = {LUA_DIR + '/?.lua;'!r} .. package.path",
+                     "-e", code]
+        self.shown = f"cd docs/lua && lua5.4 -e {shlex.quote(code)}"
+
+    def command(self, args):
+        return self.shown
+
+    def run(self, timeout=5):
+        return subprocess.run(self.argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def start(self, timeout=5):
+        return Server(self, [], ADDRESS_LINE, timeout, None, ())
 
 
 # -- clients ---------------------------------------------------------------
@@ -500,6 +622,20 @@ def fd_flags(pid, fd):
     process's descriptor, from /proc/PID/fdinfo/FD (man 5 proc)."""
     with open(f"/proc/{pid}/fdinfo/{fd}") as info:
         return int(info.read().split("flags:")[1].split()[0], 8)
+
+
+def close_on_exec_missing(pid):
+    """The server's descriptors (3 and up) without close-on-exec."""
+    missing = []
+    for fd in sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")):
+        try:
+            flags = fd_flags(pid, fd)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if fd >= 3 and not flags & os.O_CLOEXEC:
+            missing.append(f"{fd} ({target})")
+    return missing
 
 
 def unsent(sock):

@@ -1,25 +1,20 @@
-"""The Lua version of the course (docs/lua/), run like the C steps.
+"""The Lua twins of the steps (docs/lua/): where they differ from the C.
 
-Two halves:
+The tests that hold for a step and its twin alike live once, with the
+step's (tests/steps/, tests/servers/), marked lua_twin: conftest.py runs
+each on the twin too, as implementation "lua" (make test-lua: -m lua).
+This file holds what only Lua shows, measured, so a lesson that says so
+cannot drift: socket.tcp() makes no socket before bind(), so the classic
+helper's setoption("reuseaddr", true) fails in silence and a restart
+during TIME-WAIT fails; ports wrap modulo 65536; SIGTERM kills; tcp6
+sockets are IPv6-only; a reset before getpeername() leaves no address to
+print; and for steps 6-7, select()'s 1024 descriptors, ten wake-ups a
+second, no close-on-exec, a print() that waits for stdout.  (What
+LuaSocket itself does, call by call, is pinned in test_luasocket.py.)
+The Lua scripts are stopped with SIGINT (Ctrl-C): lua5.4 turns it into an
+error a script can catch, but nothing in Lua can catch SIGTERM.
 
-* The step tests that must hold for Lua too, borrowed from
-  tests/steps/test_0N_*.py (and, for steps 6 and 7, test_echo_servers.py,
-  test_every_address.py and test_hostile_world.py) and run against
-  docs/lua/NN_name.lua: step 6 under host.lua, step 7's twin 07_select.lua
-  (the `program` fixture below points there).  The Lua scripts are stopped with SIGINT
-  (Ctrl-C): lua5.4 turns it into an error a script can catch, but nothing in
-  Lua can catch SIGTERM.
-* Tests that pin where Debian's LuaSocket (lua-socket 3.1, which calls
-  itself "LuaSocket 3.0.0") differs from the C, so a lesson that says so
-  cannot drift: socket.tcp() makes no socket before bind(), so the classic
-  helper's setoption("reuseaddr", true) fails in silence and a restart
-  during TIME-WAIT fails; ports wrap modulo 65536; SIGTERM kills; tcp6
-  sockets are IPv6-only; error texts are LuaSocket's, not errno names; and
-  for steps 6-7, select()'s 1024 descriptors, ten wake-ups a second, no
-  close-on-exec, a print() that waits for stdout.  (What LuaSocket itself
-  does, call by call, is pinned in test_luasocket.py.)
-
-    python3 -m pytest tests -k lua
+    python3 -m pytest tests -m lua
 
 Skipped, with the reason, only where lua5.4 or lua-socket is missing (and
 under CI a skip is a failure).
@@ -27,8 +22,6 @@ under CI a skip is a failure).
 
 import os
 import re
-import shlex
-import shutil
 import signal
 import socket
 import struct
@@ -36,68 +29,20 @@ import subprocess
 
 import pytest
 
-from tests import ROOT
 from tests.lib.lab import LOCAL_V4, REMOTE_V4
-from tests.lib.programs import (CONNECTED, REFUSED, ADDRESS_LINE, LuaProgram, LuaServer, Program, Server,
-                                connect, explain, open_client, recv_exactly, recv_until_eof,
-                                sockets_in_state, wait_until, wake_ups)
+from tests.lib.programs import (CONNECTED, REFUSED, LuaProgram, LuaServer, LuaSnippet, Program,
+                                StuckOutput, close_on_exec_missing, connect, explain, lua_missing,
+                                open_client, recv_exactly, recv_until_eof, sockets_in_state,
+                                wait_until, wake_ups)
+from tests.lib.programs import LUA_DIR
 
-from tests.steps import test_01_socket
-from tests.steps import test_02_reuseaddr
-from tests.steps import test_03_bind
-from tests.steps import test_04_listen
-from tests.steps import test_05_accept
-from tests.steps import test_06_frame_loop
-from tests.servers import test_bad_input
-from tests.servers import test_echo_servers
-from tests.servers import test_every_address
-from tests.servers import test_hostile_world
-
-LUA_DIR = os.path.join(ROOT, "docs", "lua")
 LUA_STEPS = sorted(name[:-4] for name in os.listdir(LUA_DIR)
                    if re.fullmatch(r"\d\d_\w+\.lua", name))
 
-
-def lua_missing():
-    """Why the Lua side cannot run here, or "" when it can."""
-    lua = shutil.which("lua5.4")
-    if lua is None:
-        return "lua5.4 is not installed (Debian/Ubuntu: sudo apt-get install lua5.4 lua-socket)"
-    probe = subprocess.run([lua, "-e", 'require "socket"'], capture_output=True, text=True,
-                           timeout=10)
-    if probe.returncode != 0:
-        return ("LuaSocket is not installed for lua5.4 (Debian/Ubuntu: sudo apt-get install "
-                f"lua-socket): {probe.stderr.strip().splitlines()[0]}")
-    return ""
-
-
-LUA_MISSING = lua_missing()   # asked once: every pytest-xdist worker loads this file
-pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
+pytestmark = [pytest.mark.lua, pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")]
 
 
 # -- running the Lua side ------------------------------------------------------
-
-class LuaSnippet:
-    """`lua5.4 -e CODE` with docs/lua/ on the module path, as the lessons
-    run it (cd docs/lua && lua5.4 -e '...'); usable by programs.Server."""
-
-    def __init__(self, code, step="lua"):
-        self.step = step
-        self.argv = [shutil.which("lua5.4") or "lua5.4",
-                     "-e", f"package.path = {LUA_DIR + '/?.lua;'!r} .. package.path",
-                     "-e", code]
-        self.shown = f"cd docs/lua && lua5.4 -e {shlex.quote(code)}"
-
-    def command(self, args):
-        return self.shown
-
-    def run(self, timeout=5):
-        return subprocess.run(self.argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-
-    def start(self, timeout=5):
-        return Server(self, [], ADDRESS_LINE, timeout, None, ())
-
 
 def try_helper(helper, host, port, backlog=5):
     """Call a docs/lua helper once; its output: "listening on ADDR:PORT" or
@@ -126,103 +71,7 @@ def c_program(steps_dir):
     return lambda step: Program(steps_dir, step)
 
 
-# -- the step tests that hold for Lua too --------------------------------------
-# Borrowed as they are; pytest runs them here with the `program` fixture above.
-# The ones left out check what Lua cannot match: errno names in messages
-# (LuaSocket has its own texts), SIGTERM, and "::" accepting IPv4.
-
-test_01_prints_its_socket_descriptor = test_01_socket.test_prints_its_socket_descriptor
-test_01_nothing_listens_and_connects_are_refused = \
-    test_01_socket.test_nothing_listens_and_connects_are_refused
-test_01_ipv6_host_gives_an_ipv6_socket = test_01_socket.test_ipv6_host_gives_an_ipv6_socket
-
-test_02_option_reads_back_as_set = test_02_reuseaddr.test_option_reads_back_as_set
-test_02_option_off_reads_back_as_zero = test_02_reuseaddr.test_option_off_reads_back_as_zero
-
-test_03_localhost_binds_the_first_address_listed = \
-    test_03_bind.test_localhost_binds_the_first_address_listed
-test_03_prints_the_address_it_bound = test_03_bind.test_prints_the_address_it_bound
-test_03_explicit_interface_address = test_03_bind.test_explicit_interface_address
-test_03_port_zero_lets_the_kernel_pick = test_03_bind.test_port_zero_lets_the_kernel_pick
-test_03_default_port_is_7777 = test_03_bind.test_default_port_is_7777
-test_03_bound_but_not_listening_refuses_everyone = \
-    test_03_bind.test_bound_but_not_listening_refuses_everyone
-test_03_ipv6_address = test_03_bind.test_ipv6_address
-
-test_04_connections_complete_without_accept_until_the_queue_is_full = \
-    test_04_listen.test_connections_complete_without_accept_until_the_queue_is_full
-test_04_queued_connections_are_reset_when_the_server_stops = \
-    test_04_listen.test_queued_connections_are_reset_when_the_server_stops
-test_04_backlog_shows_in_ss = test_04_listen.test_backlog_shows_in_ss
-test_04_default_backlog_is_128 = test_04_listen.test_default_backlog_is_128
-test_04_localhost_is_its_first_address_only = \
-    test_04_listen.test_localhost_is_its_first_address_only
-
-test_05_echoes_a_client_from_loopback = test_05_accept.test_echoes_a_client_from_loopback
-test_05_a_client_that_tries_every_address_of_localhost_connects = \
-    test_05_accept.test_a_client_that_tries_every_address_of_localhost_connects
-test_05_star_accepts_the_other_computer = test_05_accept.test_star_accepts_the_other_computer
-test_05_localhost_refuses_the_other_computer = \
-    test_05_accept.test_localhost_refuses_the_other_computer
-test_05_a_second_client_waits_until_the_first_leaves = \
-    test_05_accept.test_a_second_client_waits_until_the_first_leaves
-test_05_sigint_ends_it_cleanly = test_05_accept.test_sigint_ends_it_cleanly
-
-# "::" is the one host where Lua differs: LuaSocket's tcp6() sets IPV6_V6ONLY,
-# so an IPv4 client is refused where the C (dual-stack "::") accepts it.
-LUA_REACH = [(host, where, target,
-              REFUSED if host == "::" and ":" not in target else expected)
-             for host, cases in test_04_listen.REACH.items()
-             for where, target, expected in cases]
-
-
-@pytest.mark.parametrize("host, where, target, expected", LUA_REACH)
-def test_04_who_can_connect(program, remote_lab, host, where, target, expected):
-    test_04_listen.test_who_can_connect(program, remote_lab, host, where, target, expected)
-
-
-# Parametrized by "lua_step", not "step": `make check STEP=...` (tests/tools/workspace.py)
-# picks every test whose "step" is the learner's, and these run Lua, not theirs.
-@pytest.mark.parametrize("args, message", test_bad_input.USAGE_ERRORS,
-                         ids=[" ".join(a) or "''" for a, _ in test_bad_input.USAGE_ERRORS])
-@pytest.mark.parametrize("lua_step", LUA_STEPS)
-def test_usage_errors_exit_2(program, lua_step, args, message):
-    test_bad_input.check_failure(program, lua_step, args, 2, message)
-
-
-@pytest.mark.parametrize("lua_step", LUA_STEPS)
-def test_unknown_host_exits_1(program, lua_step):
-    test_bad_input.check_failure(program, lua_step, ["no-such-host.invalid", "7777"], 1,
-                                 "getaddrinfo no-such-host.invalid:7777:")
-
-
-@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
-def test_port_in_use_exits_1_with_luasockets_words(program, private_lab, lua_step):
-    # The C says "EADDRINUSE (Address already in use)"; LuaSocket has its own text.
-    with socket.create_server(("127.0.0.1", 0)) as holder:
-        port = holder.getsockname()[1]
-        test_bad_input.check_failure(program, lua_step, ["127.0.0.1", str(port)], 1,
-                                     f"bind 127.0.0.1:{port}: address already in use")
-
-
-@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
-def test_address_of_another_computer_exits_1(program, remote_lab, lua_step):
-    # LuaSocket passes strerror() through here: "Cannot ...", capital C.
-    test_bad_input.check_failure(program, lua_step, [REMOTE_V4, "7777"], 1,
-                                 f"bind {REMOTE_V4}:7777: Cannot assign requested address")
-
-
-@pytest.mark.parametrize("lua_step", [step for step in LUA_STEPS if step >= "03"])
-def test_privileged_port_without_the_right_exits_1(program, private_lab, lua_step):
-    drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
-    test_bad_input.check_failure(program, lua_step, ["127.0.0.1", "80"], 1,
-                                 "bind 127.0.0.1:80: permission denied", prefix=drop)
-
-
-@pytest.mark.parametrize("lua_step", LUA_STEPS)
-def test_help_exits_0(program, lua_step):
-    test_bad_input.test_help_exits_0(program, lua_step)
-
+# -- every Lua step ----------------------------------------------------------
 
 @pytest.mark.parametrize("lua_step", LUA_STEPS)
 def test_ctrl_c_ends_it_cleanly(program, lua_step):
@@ -230,127 +79,7 @@ def test_ctrl_c_ends_it_cleanly(program, lua_step):
         server.expect_clean_exit(signal.SIGINT)
 
 
-# -- steps 6 and 7: the FRAME script under host.lua, the socket.select() server --
-# The C steps' own tests (test_echo_servers.py, test_06_frame_loop.py,
-# test_every_address.py), run on the Lua twins.  Their `step` is the Lua
-# file's name, not the C step's, so `make check STEP=06` leaves them out.
-
-LOOP_LUA_STEPS = ["06_frame_loop.lua", "07_select.lua"]
-
-
-@pytest.fixture(params=LOOP_LUA_STEPS)
-def step(request):
-    return request.param
-
-
-where = test_echo_servers.where
-flooder = test_hostile_world.flooder
-
-test_06_07_many_clients_at_once_each_get_their_own_bytes = \
-    test_echo_servers.test_many_clients_at_once_each_get_their_own_bytes
-test_06_07_interleaved_clients_get_exactly_their_echoes = \
-    test_echo_servers.test_interleaved_clients_get_exactly_their_echoes
-test_06_07_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory = \
-    test_echo_servers.test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory
-test_06_07_disconnect_half_close_and_reset_are_cleaned_up_and_logged = \
-    test_echo_servers.test_disconnect_half_close_and_reset_are_cleaned_up_and_logged
-test_06_07_no_descriptor_leaks_after_a_thousand_connections = \
-    test_echo_servers.test_no_descriptor_leaks_after_a_thousand_connections
-test_06_07_a_client_that_stops_reading_is_held_back_without_spinning = \
-    test_echo_servers.test_a_client_that_stops_reading_is_held_back_without_spinning
-test_06_07_the_client_over_max_clients_gets_one_line_and_the_others_keep_working = \
-    test_echo_servers.test_the_client_over_max_clients_gets_one_line_and_the_others_keep_working
-test_06_07_idle_client_is_closed_while_a_slow_sender_is_served = \
-    test_echo_servers.test_idle_client_is_closed_while_a_slow_sender_is_served
-test_06_07_out_of_descriptors_neither_kills_nor_spins = \
-    test_echo_servers.test_out_of_descriptors_neither_kills_nor_spins
-test_06_07_a_client_vanishing_mid_write_does_not_kill_the_server = \
-    test_echo_servers.test_a_client_vanishing_mid_write_does_not_kill_the_server
-test_06_07_quiet_prints_no_line_per_connection = \
-    test_echo_servers.test_quiet_prints_no_line_per_connection
-
-test_06_07_localhost_is_every_loopback_address = \
-    test_every_address.test_localhost_is_every_loopback_address
-test_06_07_star_is_every_interface_in_both_families = \
-    test_every_address.test_star_is_every_interface_in_both_families
-test_06_07_ipv6_sockets_are_ipv6_only = test_every_address.test_ipv6_sockets_are_ipv6_only
-test_06_07_port_zero_picks_again_when_the_port_is_taken_on_another_address = \
-    test_every_address.test_port_zero_picks_again_when_the_port_is_taken_on_another_address
-
-
-@pytest.fixture
-def luasocket_words(monkeypatch):
-    """test_every_address's expected errors in LuaSocket's words, not errno names."""
-    monkeypatch.setattr(test_every_address, "NOT_HERE", "Cannot assign requested address")
-    monkeypatch.setattr(test_every_address, "IN_USE", "address already in use")
-
-
-def test_06_07_without_ipv6_on_loopback_it_serves_what_it_can(
-        step, program, private_lab, hosts, luasocket_words):
-    test_every_address.test_without_ipv6_on_loopback_it_serves_what_it_can(
-        step, program, private_lab, hosts)
-
-
-def test_06_07_without_ipv6_on_loopback_nothing_to_listen_on_is_an_error(
-        step, program, private_lab, luasocket_words):
-    test_every_address.test_without_ipv6_on_loopback_nothing_to_listen_on_is_an_error(
-        step, program, private_lab)
-
-
-def test_06_07_a_port_busy_on_one_address_fails_them_all(
-        step, program, private_lab, hosts, luasocket_words):
-    test_every_address.test_a_port_busy_on_one_address_fails_them_all(
-        step, program, private_lab, hosts)
-
-
-def test_06_07_port_zero_gives_up_after_ten_picks(step, program, private_lab, luasocket_words):
-    test_every_address.test_port_zero_gives_up_after_ten_picks(step, program, private_lab)
-
-
-def test_06_07_ctrl_c_closes_every_client_and_exits_0(step, program, lab):
-    # SIGINT only: SIGTERM kills a Lua script (test_06_07_sigterm_kills_...).
-    test_echo_servers.test_stop_signal_closes_every_client_and_exits_0(
-        step, program, lab, signal.SIGINT)
-
-
-def test_06_07_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
-    test_hostile_world.test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab)
-
-
-def test_06_07_a_connection_flood_does_not_starve_the_clients_already_connected(
-        step, program, lab, flooder):
-    test_hostile_world.test_a_connection_flood_does_not_starve_the_clients_already_connected(
-        step, program, lab, flooder)
-
-
-# Step 6's own: the frame rate holds (the host's report is the witness).
-test_06_frame_rate_holds_while_clients_come_and_go = \
-    test_06_frame_loop.test_frame_rate_holds_while_clients_come_and_go
-test_06_frame_rate_holds_while_a_client_streams_megabytes = \
-    test_06_frame_loop.test_frame_rate_holds_while_a_client_streams_megabytes
-test_06_frame_loop_never_waits_for_a_silent_or_stuck_client = \
-    test_06_frame_loop.test_frame_loop_never_waits_for_a_silent_or_stuck_client
-test_06_after_a_stall_missed_frames_are_skipped_not_rushed = \
-    test_06_frame_loop.test_after_a_stall_missed_frames_are_skipped_not_rushed
-test_06_one_thread_serves_everyone = test_06_frame_loop.test_one_thread_serves_everyone
-test_06_fps_sets_the_frame_rate = test_06_frame_loop.test_fps_sets_the_frame_rate
-test_06_bad_fps_is_a_usage_error = test_06_frame_loop.test_bad_fps_is_a_usage_error
-test_06_quiet_silences_the_report = test_06_frame_loop.test_quiet_silences_the_report
-test_06_an_echo_waits_for_the_next_frame = test_06_frame_loop.test_an_echo_waits_for_the_next_frame
-
-
-# Their options, as bad input.
-@pytest.mark.parametrize("args, message", test_bad_input.LOOP_OPTION_ERRORS
-                         + [(["--idle-timeout", seconds]
-                             + [], f"idle timeout '{seconds}': not a number of seconds")
-                            for seconds in test_bad_input.NOT_SECONDS]
-                         + [(["--idle-timeout", "0.0001"], "idle timeout '0.0001': out of range"),
-                            (["--max-clients", "0"], "max clients '0': out of range (1-1000000)"),
-                            (["--max-clients"], "option '--max-clients': needs a number")])
-@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
-def test_loop_options_bad_input_exits_2(program, lua_step, args, message):
-    test_bad_input.check_failure(program, lua_step, args, 2, message)
-
+# -- step 5 ----------------------------------------------------------------------
 
 def test_05_client_reset_does_not_stop_the_server(program, lab):
     # As test_05_accept's, but a client reset before getpeername() has no
@@ -631,18 +360,19 @@ def test_07_an_idle_lua_select_server_wakes_ten_times_a_second(program, private_
         "(voluntary_ctxt_switches in /proc/PID/status)", f"{woken} in 1 s")
 
 
-def test_06_07_the_lua_servers_descriptors_are_not_close_on_exec(step, program, lab):
+@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
+def test_06_07_the_lua_servers_descriptors_are_not_close_on_exec(program, lab, lua_step):
     """LuaSocket makes sockets without SOCK_CLOEXEC and io.open() files without
     O_CLOEXEC, and offers no way to set it: a program the script ran
     (os.execute, io.popen) would inherit the listening sockets and hold the
-    port.  The C steps set it on every descriptor (test_hostile_world.py)."""
-    with program(step).start("*", 0) as server:
+    port.  The C steps set it on every descriptor (tests/servers/test_hostile_world.py)."""
+    with program(lua_step).start("*", 0) as server:
         with open_client(lab, server) as sock:
             sock.sendall(b"x")
             assert recv_exactly(sock, 1) == b"x"
-            missing = test_hostile_world.close_on_exec_missing(server.pid)
+            missing = close_on_exec_missing(server.pid)
     assert len(missing) >= 4, explain(
-        step, server.command, "the two listening sockets, the spare and the client, all "
+        lua_step, server.command, "the two listening sockets, the spare and the client, all "
         "without close-on-exec", f"without FD_CLOEXEC: {missing}",
         "if LuaSocket now sets it, update docs/lua/README.md")
 
@@ -651,8 +381,8 @@ def test_07_a_stdout_nobody_reads_stops_the_lua_server(program, lab):
     """print() to a pipe nobody reads waits, and the whole server with it:
     Lua has no non-blocking write to stdout.  Once the pipe (64 KiB) is full,
     no client is served, until someone reads; the C steps go on serving and
-    count the lines they drop (test_hostile_world.py)."""
-    out = test_hostile_world.StuckOutput("pipe")
+    count the lines they drop (tests/servers/test_hostile_world.py)."""
+    out = StuckOutput("pipe")
     lua = program("07_select")
     proc = subprocess.Popen(lua.argv + ["127.0.0.1", "0"], stdout=out.write_end,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)

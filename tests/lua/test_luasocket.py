@@ -27,12 +27,11 @@ import time
 import pytest
 
 from tests import ROOT
-from tests.lib.programs import (ADDRESS_LINE, LuaProgram, Server, build_test_helper, explain,
-                                process_state, sockets_in_state, wait_until)
-from tests.steps.test_06_frame_loop import REPORT
-from tests.lua.test_lua import LUA_MISSING, LuaSnippet
+from tests.lib.programs import (ADDRESS_LINE, REPORT, LuaProgram, LuaSnippet, Server,
+                                build_test_helper, explain, lua_missing, process_state,
+                                sockets_in_state, wait_until)
 
-pytestmark = pytest.mark.skipif(bool(LUA_MISSING), reason=LUA_MISSING or "-")
+pytestmark = [pytest.mark.lua, pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")]
 
 STEP = "luasocket"
 HINT = ("Debian 12's lua-socket 3.1.0 does what was expected; this LuaSocket does not: "

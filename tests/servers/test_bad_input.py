@@ -1,8 +1,10 @@
 """Bad input, for every step: one clear line on stderr, a non-zero exit
 (2 for usage errors, 1 for failures at run time), and nothing left listening.
 
-The steps are the folders under steps/, so later steps are checked as soon
-as they exist.
+Each test runs on every step that has the idea its marker names (all steps
+for none), from tests/lib/registry.py, so a new step is checked as soon as
+it is there; those marked lua_twin run on the Lua twins too, whose error
+lines use LuaSocket's words (Program.error_line).
 """
 
 import re
@@ -11,10 +13,7 @@ import socket
 import pytest
 
 from tests.lib.lab import REMOTE_V4
-from tests.lib.programs import all_steps, explain, listening_sockets
-
-ALL_STEPS = all_steps()
-BINDING_STEPS = [step for step in ALL_STEPS if step >= "03"]
+from tests.lib.programs import explain, listening_sockets
 
 USAGE_ERRORS = [
     (["localhost", "http"], "port 'http': not a whole number"),
@@ -26,14 +25,6 @@ USAGE_ERRORS = [
     (["--frobnicate"], "option '--frobnicate': unknown option"),
     ([""], "host '': empty"),
 ]
-
-
-def errno_message(where, name):
-    """The course's error line, "CALL ADDRESS: ENAME (text)", as a pattern
-    that checks the errno's name and takes any text in the parentheses:
-    strerror()'s words are the C library's (glibc's "Address already in use"
-    is musl's "Address in use")."""
-    return re.compile(re.escape(f"{where}: {name} (") + r".+\)$")
 
 
 def check_failure(program, step, args, status, message, prefix=()):
@@ -56,8 +47,8 @@ def check_failure(program, step, args, status, message, prefix=()):
                                           f"ss -ltn before: {before}; after: {listening_sockets()}")
 
 
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) or "''" for a, _ in USAGE_ERRORS])
-@pytest.mark.parametrize("step", ALL_STEPS)
 def test_usage_errors_exit_2(program, step, args, message):
     check_failure(program, step, args, 2, message)
 
@@ -73,9 +64,7 @@ WHITESPACE_NUMBERS = [
 ]
 WHITESPACE_IDS = ["port-tab", "port-newline", "backlog-tab", "backlog-newline"]
 
-# The loop steps' options: --max-clients and --idle-timeout (steps 6-9), --fps (step 6).
-LOOP_STEPS = [step for step in ALL_STEPS if step >= "06"]
-FPS_STEPS = [step for step in ALL_STEPS if step.startswith("06")]
+# The loop steps' options: --max-clients, --idle-timeout, --fps (the frame loop).
 LOOP_OPTION_ERRORS = [
     (["--max-clients", "\t7"], "max clients '\\t7': not a whole number"),
     (["--max-clients", "\n7"], "max clients '\\n7': not a whole number"),
@@ -91,74 +80,88 @@ NOT_SECONDS = ["1e-300", "-0", "0x1p3", "inf", "nan", " 5", "1e3"]
 
 
 @pytest.mark.parametrize("args, message", WHITESPACE_NUMBERS, ids=WHITESPACE_IDS)
-@pytest.mark.parametrize("step", ALL_STEPS)
 def test_white_space_is_not_a_number(program, step, args, message):
     check_failure(program, step, args, 2, message)
 
 
+@pytest.mark.idea("max_clients")
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("args, message", LOOP_OPTION_ERRORS, ids=["tab", "newline"])
-@pytest.mark.parametrize("step", LOOP_STEPS)
 def test_white_space_is_not_a_max_clients(program, step, args, message):
     check_failure(program, step, args, 2, message)
 
 
+@pytest.mark.idea("max_clients")
+@pytest.mark.lua_twin
+@pytest.mark.parametrize("args, message", [
+    (["--max-clients", "0"], "max clients '0': out of range (1-1000000)"),
+    (["--max-clients"], "option '--max-clients': needs a number")], ids=["zero", "missing"])
+def test_max_clients_out_of_range_or_missing(program, step, args, message):
+    check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.idea("frame_loop")
 @pytest.mark.parametrize("args, message", FPS_ERRORS, ids=["tab", "newline"])
-@pytest.mark.parametrize("step", FPS_STEPS)
 def test_white_space_is_not_an_fps(program, step, args, message):
     check_failure(program, step, args, 2, message)
 
 
+@pytest.mark.idea("idle_timeout")
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("seconds", NOT_SECONDS)
-@pytest.mark.parametrize("step", LOOP_STEPS)
 def test_idle_timeout_is_plain_seconds(program, step, seconds):
     check_failure(program, step, ["--idle-timeout", seconds], 2,
                   f"idle timeout '{seconds}': not a number of seconds")
 
 
-@pytest.mark.parametrize("step", LOOP_STEPS)
+@pytest.mark.idea("idle_timeout")
+@pytest.mark.lua_twin
 def test_idle_timeout_below_a_millisecond_is_out_of_range(program, step):
     # The loops count milliseconds: 0.0001 s would round to "now" or "never".
     check_failure(program, step, ["--idle-timeout", "0.0001"], 2,
                   "idle timeout '0.0001': out of range")
 
 
+@pytest.mark.idea("idle_timeout")
 @pytest.mark.parametrize("seconds", ["0.5", "0.001", "86400"])
-@pytest.mark.parametrize("step", LOOP_STEPS)
 def test_idle_timeout_in_range_is_accepted(program, step, seconds):
     # Starting is enough: it says "listening on" (Server waits for that line).
     with program(step).start("--idle-timeout", seconds, "127.0.0.1", 0):
         pass
 
 
-@pytest.mark.parametrize("step", ALL_STEPS)
+@pytest.mark.lua_twin
 def test_unknown_host_exits_1(program, step):
     check_failure(program, step, ["no-such-host.invalid", "7777"], 1,
                   "getaddrinfo no-such-host.invalid:7777:")
 
 
-@pytest.mark.parametrize("step", BINDING_STEPS)
+@pytest.mark.idea("bind")
+@pytest.mark.lua_twin
 def test_port_in_use_exits_1(program, private_lab, step):
     with socket.create_server(("127.0.0.1", 0)) as holder:
         port = holder.getsockname()[1]
         check_failure(program, step, ["127.0.0.1", str(port)], 1,
-                      errno_message(f"bind 127.0.0.1:{port}", "EADDRINUSE"))
+                      program(step).error_line(f"bind 127.0.0.1:{port}", "EADDRINUSE"))
 
 
-@pytest.mark.parametrize("step", BINDING_STEPS)
+@pytest.mark.idea("bind")
+@pytest.mark.lua_twin
 def test_privileged_port_without_the_right_exits_1(program, private_lab, step):
     # An ordinary user has no capabilities; drop ours so port 80 is refused.
     drop = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
     check_failure(program, step, ["127.0.0.1", "80"], 1,
-                  errno_message("bind 127.0.0.1:80", "EACCES"), prefix=drop)
+                  program(step).error_line("bind 127.0.0.1:80", "EACCES"), prefix=drop)
 
 
-@pytest.mark.parametrize("step", BINDING_STEPS)
+@pytest.mark.idea("bind")
+@pytest.mark.lua_twin
 def test_address_not_on_this_computer_exits_1(program, remote_lab, step):
     check_failure(program, step, [REMOTE_V4, "7777"], 1,
-                  f"bind {REMOTE_V4}:7777: EADDRNOTAVAIL")
+                  program(step).error_line(f"bind {REMOTE_V4}:7777", "EADDRNOTAVAIL"))
 
 
-@pytest.mark.parametrize("step", ALL_STEPS)
+@pytest.mark.lua_twin
 def test_help_exits_0(program, step):
     result = program(step).run("--help")
     assert result.returncode == 0 and "usage:" in result.stdout, explain(

@@ -1,8 +1,10 @@
 """Steps 6-9: echo servers that serve many clients at once, and survive them.
 
-Every test here runs against each Part 2 step that exists under steps/
-(06_frame_loop, 07_poll, 08_epoll, 09_io_uring), from loopback and, where it says so, from
-the other computer.  They check what issue 3 asks of each: every byte comes
+Every test here runs against each step whose program has the idea it is
+marked with (tests/lib/registry.py: 06_frame_loop, 07_poll, 08_epoll,
+09_io_uring today), and those marked lua_twin against the Lua twins of
+steps 6 and 7 too; from loopback and, where it says so, from the other
+computer.  They check what issue 3 asks of each: every byte comes
 back to the client that sent it, whoever else is talking; memory stays
 bounded when a client reads slowly; closes, half-closes and resets are
 cleaned up and logged with their reason; no descriptor leaks; the
@@ -29,20 +31,10 @@ import time
 
 import pytest
 
-from tests import ROOT
 from tests.lib.lab import REMOTE_V4
 from tests.lib.programs import (ALL_BYTES, busy_during, explain, open_client, peer_of, recv_exactly,
                                 recv_until_eof, reset, resident_kib, strace_prefix, traced_child,
                                 wait_until)
-
-PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
-STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
-
-
-@pytest.fixture(params=STEPS)
-def step(request):
-    return request.param
-
 
 @pytest.fixture(params=["local", "remote"])
 def where(request, lab):
@@ -114,6 +106,8 @@ class BackgroundSender:
 
 # -- many clients, one echo each --------------------------------------------
 
+@pytest.mark.idea("read", "send")
+@pytest.mark.lua_twin
 def test_many_clients_at_once_each_get_their_own_bytes(step, program, lab, where):
     count = 100
     with program(step).start("--quiet", "*", 0) as server:
@@ -139,6 +133,8 @@ def test_many_clients_at_once_each_get_their_own_bytes(step, program, lab, where
 
 # -- interleaved traffic: the classic poll-loop mistakes ----------------------
 
+@pytest.mark.idea("read", "send")
+@pytest.mark.lua_twin
 def test_interleaved_clients_get_exactly_their_echoes(step, program, lab, where):
     with program(step).start("*", 0) as server:
         one = open_client(lab, server, where)
@@ -176,6 +172,8 @@ def test_interleaved_clients_get_exactly_their_echoes(step, program, lab, where)
 
 # -- a large transfer to a slow reader: backpressure ---------------------------
 
+@pytest.mark.idea("backpressure")
+@pytest.mark.lua_twin
 def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
         step, program, lab, where):
     size = 10 * 1024 * 1024
@@ -233,6 +231,8 @@ def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
 
 # -- how connections end -------------------------------------------------------
 
+@pytest.mark.idea("half_close")
+@pytest.mark.lua_twin
 def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
         step, program, lab, where):
     client_ip = REMOTE_V4 if where == "remote" else "127.0.0.1"
@@ -289,6 +289,8 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
                  "a client that watched the others come and go")
 
 
+@pytest.mark.idea("serve_many")
+@pytest.mark.lua_twin
 def test_no_descriptor_leaks_after_a_thousand_connections(step, program, lab):
     with program(step).start("--quiet", "*", 0) as server:
         before = server.open_fds()
@@ -319,6 +321,8 @@ def test_no_descriptor_leaks_after_a_thousand_connections(step, program, lab):
             "a client descriptor not closed on one of the ways a connection ends")
 
 
+@pytest.mark.idea("backpressure")
+@pytest.mark.lua_twin
 def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program, lab):
     """Backpressure, seen from outside: a client sends and never reads.  The
     server must stop reading it once the echo it owes fills its buffer (the
@@ -348,7 +352,7 @@ def test_a_client_that_stops_reading_is_held_back_without_spinning(step, program
 # Step 6 never sleeps longer than a frame: it needs no stop pipe.  Step 9
 # waits in io_uring_enter(), with a poll of the pipe's read end in its ring
 # (test_09_io_uring.py shows the kernel's side of that).
-@pytest.mark.parametrize("step", [step for step in STEPS if step != "06_frame_loop"])
+@pytest.mark.idea("stop_pipe")
 def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, tmp_path):
     """The self-pipe trick, seen with strace: the SIGTERM handler writes a
     byte into a pipe whose read end the loop waits on.  A flag alone misses
@@ -382,6 +386,8 @@ def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, 
 
 # -- limits --------------------------------------------------------------------
 
+@pytest.mark.idea("max_clients")
+@pytest.mark.lua_twin
 def test_the_client_over_max_clients_gets_one_line_and_the_others_keep_working(
         step, program, lab):
     limit = 3
@@ -429,6 +435,8 @@ def wait_for_room(lab, server, timeout=5):
             "the client count is not decremented when a client leaves")
 
 
+@pytest.mark.idea("idle_timeout")
+@pytest.mark.lua_twin
 def test_idle_client_is_closed_while_a_slow_sender_is_served(step, program, lab):
     idle_timeout = 0.5
     with program(step).start("--idle-timeout", idle_timeout, "*", 0) as server:
@@ -468,6 +476,8 @@ def test_idle_client_is_closed_while_a_slow_sender_is_served(step, program, lab)
 
 # -- running out of descriptors ------------------------------------------------
 
+@pytest.mark.idea("spare_descriptor")
+@pytest.mark.lua_twin
 def test_out_of_descriptors_neither_kills_nor_spins(step, program, lab):
     # A tiny descriptor limit, set in the child before the server starts.
     limit = 12
@@ -530,6 +540,9 @@ def test_out_of_descriptors_neither_kills_nor_spins(step, program, lab):
 
 # -- stopping ------------------------------------------------------------------
 
+@pytest.mark.idea("serve_many")
+@pytest.mark.lua_twin(unless={"sig": signal.SIGTERM},
+                      why="lua5.4 cannot catch SIGTERM (tests/lua/test_lua.py pins that it dies)")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stop_signal_closes_every_client_and_exits_0(step, program, lab, sig):
     with program(step).start("*", 0) as server:
@@ -553,6 +566,8 @@ def test_stop_signal_closes_every_client_and_exits_0(step, program, lab, sig):
                 f"no 'closed' line for {peer}; it printed {server.lines!r}")
 
 
+@pytest.mark.idea("send")
+@pytest.mark.lua_twin
 def test_a_client_vanishing_mid_write_does_not_kill_the_server(step, program, lab):
     with program(step).start("*", 0) as server:
         bystander = open_client(lab, server)
@@ -588,6 +603,8 @@ def test_a_client_vanishing_mid_write_does_not_kill_the_server(step, program, la
             echo(server, bystander, b"unharmed", "another client")
 
 
+@pytest.mark.idea("log")
+@pytest.mark.lua_twin
 def test_quiet_prints_no_line_per_connection(step, program, lab):
     with program(step).start("--quiet", "*", 0) as server:
         sock = open_client(lab, server)

@@ -10,29 +10,20 @@ computers, under both hosts files, and on a computer without ::1.
     python3 -m pytest tests/servers/test_every_address.py -k 07_poll
 """
 
-import os
 import re
 import socket
 
 import pytest
 
-from tests import ROOT
 from tests.lib.lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
 from tests.lib.programs import (CONNECTED, REFUSED, address_text, connect, explain, listening_sockets,
                                 recv_exactly)
 
-PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
-STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
+# Every step that listens on every address, and its Lua twin: the C steps
+# name an error by its errno, LuaSocket in its own words (Program.says).
+pytestmark = [pytest.mark.idea("every_address"), pytest.mark.lua_twin]
 
 LISTENING = re.compile(r"^listening on (?P<address>\S+)$")
-# How the programs name the two errors these tests expect: the C steps by
-# errno name; tests/lua/test_lua.py puts LuaSocket's words here for the Lua twins.
-NOT_HERE, IN_USE = "EADDRNOTAVAIL", "EADDRINUSE"
-
-
-@pytest.fixture(params=STEPS)
-def step(request):
-    return request.param
 
 
 def listening_on(server, count):
@@ -120,11 +111,12 @@ def test_without_ipv6_on_loopback_it_serves_what_it_can(step, program, private_l
                 f"it printed {server.lines}; ss shows {listening_sockets(server.port)}")
             expect_outcome(server, private_lab, "local", "127.0.0.1", CONNECTED)
         skipped = [line for line in server.stderr.splitlines() if line]
+        not_here = program(step).says("EADDRNOTAVAIL")
         if "::1" in hosts:
             assert len(skipped) == 1 and re.search(
-                r"skipped.*bind \[::1\]:\d+: " + re.escape(NOT_HERE), skipped[0]), explain(
+                r"skipped.*bind \[::1\]:\d+: " + re.escape(not_here), skipped[0]), explain(
                 step, server.command,
-                f"one line on stderr saying it skipped [::1] and why (bind: {NOT_HERE})",
+                f"one line on stderr saying it skipped [::1] and why (bind: {not_here})",
                 f"stderr {skipped!r}")
         else:
             assert skipped == [], explain(step, server.command, "nothing on stderr",
@@ -135,10 +127,11 @@ def test_without_ipv6_on_loopback_nothing_to_listen_on_is_an_error(step, program
     with private_lab.without_ipv6_loopback():
         result = program(step).run("::1", 0)
     lines = result.stderr.splitlines()
+    not_here = program(step).says("EADDRNOTAVAIL")
     assert result.returncode == 1 and len(lines) == 1 \
-        and f"bind [::1]:0: {NOT_HERE}" in lines[0] and result.stdout == "", explain(
+        and f"bind [::1]:0: {not_here}" in lines[0] and result.stdout == "", explain(
         step, program(step).command(["::1", 0]),
-        f"exit 1 and one line 'bind [::1]:0: {NOT_HERE}': nothing left to listen on",
+        f"exit 1 and one line 'bind [::1]:0: {not_here}': nothing left to listen on",
         f"exit {result.returncode}, stdout {result.stdout!r}, stderr {lines!r}")
 
 
@@ -150,10 +143,11 @@ def test_a_port_busy_on_one_address_fails_them_all(step, program, private_lab, h
         result = program(step).run("localhost", port)
         left = listening_sockets(port)
     lines = result.stderr.splitlines()
+    in_use = program(step).says("EADDRINUSE")
     assert result.returncode == 1 and len(lines) == 1 \
-        and f"bind 127.0.0.1:{port}: {IN_USE}" in lines[0], explain(
+        and f"bind 127.0.0.1:{port}: {in_use}" in lines[0], explain(
         step, program(step).command(["localhost", port]),
-        f"exit 1 and one line 'bind 127.0.0.1:{port}: {IN_USE}'",
+        f"exit 1 and one line 'bind 127.0.0.1:{port}: {in_use}'",
         f"exit {result.returncode}, stderr {lines!r}",
         "a busy port on any of HOST's addresses is a failure, not something to skip")
     assert left == [f"127.0.0.1:{port}"], explain(
@@ -206,10 +200,11 @@ def test_port_zero_gives_up_after_ten_picks(step, program, private_lab):
             for sock in held:
                 sock.close()
     lines = result.stderr.splitlines()
+    in_use = program(step).says("EADDRINUSE")
     assert result.returncode == 1 and len(lines) == 1 \
-        and re.search(r"bind \[::\]:610\d\d: " + re.escape(IN_USE) + " .*10 ports", lines[0]), explain(
+        and re.search(r"bind \[::\]:610\d\d: " + re.escape(in_use) + " .*10 ports", lines[0]), explain(
         step, program(step).command(["*", 0]),
-        f"exit 1 and one line: 'bind [::]:PORT: {IN_USE} ...' after the kernel picked 10 ports",
+        f"exit 1 and one line: 'bind [::]:PORT: {in_use} ...' after the kernel picked 10 ports",
         f"exit {result.returncode}, stderr {lines!r}", "the number of picks must be bounded")
     assert after == before, explain(
         step, program(step).command(["*", 0]), "nothing of its own left listening",

@@ -4,37 +4,29 @@ twice, and programs the server might run (close-on-exec).
 
     python3 -m pytest tests/servers/test_hostile_world.py -k 08_epoll
 
-Each test runs against every Part 2 step that exists under steps/.
+Each test runs against every step whose program has the idea it is marked
+with (tests/lib/registry.py), those marked lua_twin on the Lua twins too.
 """
 
 import contextlib
 import os
-import pty
 import re
 import signal
 import socket
 import subprocess
-import termios
-import threading
 import time
 
 import pytest
 
-from tests import ROOT
-from tests.lib.programs import (build_test_helper, explain, fd_flags, open_client, process_state, recv_exactly,
-                                recv_until_eof, strace_prefix, traced_child, wait_until)
+from tests.lib import registry
+from tests.lib.programs import (StuckOutput, build_test_helper, close_on_exec_missing, explain,
+                                open_client, process_state, recv_exactly, recv_until_eof,
+                                strace_prefix, traced_child, wait_until)
 
 ACCEPTS_PER_TURN = 64      # common/connections.h
 
-PART_2_STEPS = ["06_frame_loop", "07_poll", "08_epoll", "09_io_uring"]
-STEPS = [step for step in PART_2_STEPS if os.path.isdir(os.path.join(ROOT, "steps", step))]
 CONNECTION_LINE = re.compile(r"^(accepted|closed) ")
 DROPPED_LINE = re.compile(r"^log: (\d+) lines dropped")
-
-
-@pytest.fixture(params=STEPS)
-def step(request):
-    return request.param
 
 
 def echo_once(server, lab, data=b"ping"):
@@ -47,61 +39,7 @@ def echo_once(server, lab, data=b"ping"):
 
 # -- a stdout nobody reads ---------------------------------------------------
 
-class StuckOutput:
-    """The server's stdout: a pipe or a terminal (pty) that the test reads
-    only when it chooses to, as a paused `| less` or Ctrl-S would."""
-
-    def __init__(self, kind):
-        self.kind = kind
-        if kind == "pipe":
-            self.read_end, self.write_end = os.pipe()
-        else:
-            self.read_end, self.write_end = pty.openpty()
-            attributes = termios.tcgetattr(self.write_end)
-            attributes[1] &= ~termios.OPOST          # no "\r\n": lines as written
-            termios.tcsetattr(self.write_end, termios.TCSANOW, attributes)
-        self.text = b""
-        self.draining = None
-
-    def read_until(self, pattern, timeout=5):
-        deadline = time.monotonic() + timeout
-        os.set_blocking(self.read_end, False)
-        while not re.search(pattern, self.text):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} in the server's output: {self.text[-300:]!r}")
-            try:
-                self.text += os.read(self.read_end, 65536)
-            except BlockingIOError:
-                time.sleep(0.01)
-            except OSError:                       # a pty whose other end closed
-                break
-        return self.text
-
-    def drain(self):
-        """From now on, read everything, in a thread, until end of output."""
-        def reader():
-            os.set_blocking(self.read_end, True)
-            while True:
-                try:
-                    chunk = os.read(self.read_end, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self.text += chunk
-        self.draining = threading.Thread(target=reader, daemon=True)
-        self.draining.start()
-
-    def lines(self):
-        return self.text.decode(errors="replace").splitlines()
-
-    def close(self):
-        os.close(self.write_end)
-        if self.draining:
-            self.draining.join(timeout=5)
-        os.close(self.read_end)
-
-
+@pytest.mark.idea("log")
 @pytest.mark.parametrize("kind", ["pipe", "terminal"])
 def test_a_stdout_nobody_reads_never_stops_the_serving(step, program, lab, kind):
     out = StuckOutput(kind)
@@ -209,6 +147,8 @@ FLOOD_SECONDS = 5
 ROUND_TRIP_BOUND = 0.2
 
 
+@pytest.mark.idea("serve_many")
+@pytest.mark.lua_twin
 def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, program, lab,
                                                                          flooder):
     max_clients = 64
@@ -274,7 +214,7 @@ def accept_runs(trace_lines, waits):
     return runs + [run]
 
 
-@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+@pytest.mark.idea("accept_until_eagain")
 def test_accepting_stops_after_accepts_per_turn_and_serves_in_between(step, program, lab, tmp_path):
     # 09_io_uring calls no accept(): one multishot request posts a completion
     # per client, queued in order with everyone else's.
@@ -320,6 +260,8 @@ REFUSED_ONE = re.compile(r"^refused \S+: too many clients")
 REFUSED_MORE = re.compile(r"^refused (\d+) more clients")
 
 
+@pytest.mark.idea("max_clients")
+@pytest.mark.lua_twin
 def test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
     with program(step).start("--max-clients", 1, "127.0.0.1", 0) as server:
         holder = open_client(lab, server)
@@ -354,20 +296,7 @@ def test_refusals_get_a_line_each_at_most_once_a_second(step, program, lab):
             holder.close()
 
 
-def close_on_exec_missing(pid):
-    """The server's descriptors (3 and up) without close-on-exec."""
-    missing = []
-    for fd in sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")):
-        try:
-            flags = fd_flags(pid, fd)
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if fd >= 3 and not flags & os.O_CLOEXEC:
-            missing.append(f"{fd} ({target})")
-    return missing
-
-
+@pytest.mark.idea("serve_many")
 def test_every_descriptor_is_close_on_exec(step, program, lab):
     with program(step).start("*", 0) as server:
         with open_client(lab, server) as sock:
@@ -381,7 +310,7 @@ def test_every_descriptor_is_close_on_exec(step, program, lab):
                 "SOCK_CLOEXEC for socket() and accept4(), O_CLOEXEC for open(), EPOLL_CLOEXEC")
 
 
-@pytest.mark.parametrize("step", [step for step in STEPS if step != "09_io_uring"])
+@pytest.mark.idea("spare_descriptor", "accept_until_eagain")
 def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, program, lab):
     # The server's second open() of /dev/null -- taking its spare back after
     # accept() said EMFILE -- fails (strace injects ENFILE: the system's
@@ -432,7 +361,8 @@ def test_a_client_silent_for_60_s_is_closed_by_default(program, lab):
     # One test for every step at once, servers side by side: a minute of
     # waiting costs one pytest worker, not one per step.
     with contextlib.ExitStack() as stack:
-        servers = {step: stack.enter_context(program(step).start("127.0.0.1", 0)) for step in STEPS}
+        servers = {step: stack.enter_context(program(step).start("127.0.0.1", 0))
+                   for step in registry.steps_with("idle_timeout")}
         clients = {}
         for step, server in servers.items():
             sock = stack.enter_context(open_client(lab, server))

@@ -12,6 +12,7 @@ STEP = "01_socket"
 FD_LINE = r"^socket fd (?P<fd>\d+) \((?P<family>IPv[46]) TCP\)$"
 
 
+@pytest.mark.lua_twin
 def test_prints_its_socket_descriptor(program):
     with program(STEP).start(expect=FD_LINE) as server:
         fd = server.wait_for_line(FD_LINE).group("fd")
@@ -21,6 +22,7 @@ def test_prints_its_socket_descriptor(program):
             f"/proc/{server.pid}/fd/{fd} -> {target}")
 
 
+@pytest.mark.lua_twin
 def test_nothing_listens_and_connects_are_refused(program, private_lab):
     with program(STEP).start(expect=FD_LINE) as server:
         assert listening_sockets() == [], explain(
@@ -31,6 +33,7 @@ def test_nothing_listens_and_connects_are_refused(program, private_lab):
             STEP, server.command, "a client connecting to 127.0.0.1:7777 is refused", outcome)
 
 
+@pytest.mark.lua_twin
 def test_ipv6_host_gives_an_ipv6_socket(program, private_lab):
     with program(STEP).start("::1", expect=FD_LINE) as server:
         family = server.wait_for_line(FD_LINE).group("family")

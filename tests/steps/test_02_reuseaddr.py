@@ -14,6 +14,7 @@ STEP = "02_reuseaddr"
 OPTION_LINE = r"^SO_REUSEADDR = (?P<value>\d+)$"
 
 
+@pytest.mark.lua_twin
 def test_option_reads_back_as_set(program):
     with program(STEP).start(expect=OPTION_LINE) as server:
         value = server.wait_for_line(OPTION_LINE).group("value")
@@ -21,6 +22,7 @@ def test_option_reads_back_as_set(program):
                                      f"SO_REUSEADDR = {value}")
 
 
+@pytest.mark.lua_twin
 def test_option_off_reads_back_as_zero(program):
     with program(STEP).start("--no-reuseaddr", expect=OPTION_LINE) as server:
         value = server.wait_for_line(OPTION_LINE).group("value")

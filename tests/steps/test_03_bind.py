@@ -14,6 +14,7 @@ from tests.lib.programs import CONNECTED, REFUSED, connect, explain
 STEP = "03_bind"
 
 
+@pytest.mark.lua_twin
 def test_localhost_binds_the_first_address_listed(program, hosts):
     # Under the stock /etc/hosts that is ::1, not 127.0.0.1: the trap steps
     # 1-5 keep on purpose (lesson 3), and steps 6-8 get out of.
@@ -26,6 +27,7 @@ def test_localhost_binds_the_first_address_listed(program, hosts):
             else "bind the addresses in getaddrinfo()'s order and stop at the first that works")
 
 
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("host, bound", [("*", "0.0.0.0"), ("127.0.0.1", "127.0.0.1")])
 def test_prints_the_address_it_bound(program, hosts, host, bound):
     # '*' does not depend on /etc/hosts; glibc lists 0.0.0.0 before '::'.
@@ -36,12 +38,14 @@ def test_prints_the_address_it_bound(program, hosts, host, bound):
             if server.port == 0 else "print the address getsockname() returns, numerically")
 
 
+@pytest.mark.lua_twin
 def test_explicit_interface_address(program, remote_lab):
     with program(STEP).start(LOCAL_V4, 0) as server:
         assert server.host == LOCAL_V4, explain(
             STEP, server.command, f"bound to {LOCAL_V4}", server.first_line)
 
 
+@pytest.mark.lua_twin
 def test_port_zero_lets_the_kernel_pick(program):
     with program(STEP).start("localhost", 0) as server:
         assert 1024 <= server.port <= 65535, explain(
@@ -49,12 +53,14 @@ def test_port_zero_lets_the_kernel_pick(program):
             server.first_line, "port 0 after getsockname() means bind() never ran")
 
 
+@pytest.mark.lua_twin
 def test_default_port_is_7777(program, private_lab):
     with program(STEP).start() as server:
         assert server.port == 7777, explain(STEP, server.command, "the default port 7777",
                                             server.first_line)
 
 
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("where, target", [("local", "127.0.0.1"), ("local", LOCAL_V4),
                                            ("remote", LOCAL_V4)])
 def test_bound_but_not_listening_refuses_everyone(program, remote_lab, where, target):
@@ -74,6 +80,7 @@ def test_address_of_another_computer_cannot_be_bound(program, remote_lab):
         f"exit {result.returncode}, stderr {result.stderr.strip()!r}")
 
 
+@pytest.mark.lua_twin
 def test_ipv6_address(program, remote_lab):
     with program(STEP).start(LOCAL_V6, 0) as server:
         assert server.host == LOCAL_V6, explain(STEP, server.command,

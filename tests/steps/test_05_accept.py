@@ -25,6 +25,7 @@ def peer_pattern(address):
     return re.escape(address_text(address, "")) + r"\d+"
 
 
+@pytest.mark.lua_twin
 def test_echoes_a_client_from_loopback(program, lab, hosts):
     with program(STEP).start("localhost", 0) as server:
         outcome, client = connect(lab, hosts[0], server.port)
@@ -39,6 +40,7 @@ def test_echoes_a_client_from_loopback(program, lab, hosts):
         server.wait_for_line(rf"^closed {peer_pattern(hosts[0])}: client closed$")
 
 
+@pytest.mark.lua_twin
 def test_a_client_that_tries_every_address_of_localhost_connects(program, lab, hosts):
     # What `nc localhost 7777` and Python's create_connection() do: try each
     # address getaddrinfo() lists, in order, until one connects.  So it works
@@ -56,6 +58,7 @@ def test_a_client_that_tries_every_address_of_localhost_connects(program, lab, h
                 STEP, server.command, "the server echoes 'either way'", "it did not")
 
 
+@pytest.mark.lua_twin
 def test_star_accepts_the_other_computer(program, remote_lab):
     with program(STEP).start("*", 0) as server:
         outcome, client = connect(remote_lab, LOCAL_V4, server.port, where="remote")
@@ -68,6 +71,7 @@ def test_star_accepts_the_other_computer(program, remote_lab):
         server.wait_for_line(rf"^accepted {REMOTE_V4}:\d+")
 
 
+@pytest.mark.lua_twin
 @pytest.mark.parametrize("target", [LOCAL_V4, LOCAL_V6])
 def test_localhost_refuses_the_other_computer(program, remote_lab, hosts, target):
     with program(STEP).start("localhost", 0) as server:
@@ -78,6 +82,7 @@ def test_localhost_refuses_the_other_computer(program, remote_lab, hosts, target
             outcome, "'localhost' binds a loopback address only")
 
 
+@pytest.mark.lua_twin
 def test_a_second_client_waits_until_the_first_leaves(program, lab):
     with program(STEP).start("127.0.0.1", 0) as server:
         first = connect(lab, "127.0.0.1", server.port)[1]
@@ -115,6 +120,7 @@ def test_client_reset_does_not_stop_the_server(program, lab):
                 "the next client", "no echo")
 
 
+@pytest.mark.lua_twin
 def test_sigint_ends_it_cleanly(program, lab):
     with program(STEP).start("127.0.0.1", 0) as server:
         _, client = connect(lab, "127.0.0.1", server.port)

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from tests.lib.programs import (ALL_BYTES, cpu_wait_seconds, explain, open_client, peer_of,
+from tests.lib.programs import (ALL_BYTES, REPORT, cpu_wait_seconds, explain, open_client, peer_of,
                                 recv_exactly, reset, strace_prefix, traced_child, wake_ups)
 
 STEP = "06_frame_loop"
@@ -44,8 +44,6 @@ REPORT_TIMEOUT = 5        # a report is due every second; 5 s means the loop is 
 # and the next second measured.  A loop that waits on a client, or in poll(),
 # is asleep, not waiting for a CPU: nothing excuses its reports.
 BUSY_SECONDS_ALLOWED = 5  # set aside at most this many, then fail saying why
-REPORT = re.compile(r"^frames: (?P<rate>\d+)/s, clients: (?P<clients>\d+), "
-                    r"late frames: (?P<late>\d+)$")
 
 
 def wait_for_line_at(server, pattern, start, what):
@@ -183,6 +181,7 @@ def assert_steady(server, reports, doing):
 
 # -- the rate holds ------------------------------------------------------------
 
+@pytest.mark.lua_twin
 def test_frame_rate_holds_while_clients_come_and_go(program, lab):
     """Clients connect, echo, and leave every way a client can (close,
     half-close, reset), from this computer and the other one, while up to
@@ -240,6 +239,7 @@ def pattern_bytes(pattern, offset, size):
     return bytes(out)
 
 
+@pytest.mark.lua_twin
 def test_frame_rate_holds_while_a_client_streams_megabytes(program, lab):
     """One client sends as fast as the server takes it and reads its echo
     back at the same time: the server moves megabytes, the frames keep time."""
@@ -303,6 +303,7 @@ def flood_until_stuck(sock, limit=8 * 1024 * 1024):
     return sent
 
 
+@pytest.mark.lua_twin
 def test_frame_loop_never_waits_for_a_silent_or_stuck_client(program, lab):
     """One client connects and says nothing; another sends megabytes but
     never reads its echo.  Neither socket is ready for what the server wants
@@ -346,6 +347,7 @@ def test_frame_loop_never_waits_for_a_silent_or_stuck_client(program, lab):
                 f"it printed {closed!r}")
 
 
+@pytest.mark.lua_twin
 def test_after_a_stall_missed_frames_are_skipped_not_rushed(program, lab):
     """The program is frozen (SIGSTOP) for half a second, as if one frame's
     work took that long.  The report counts one late frame and fewer frames,
@@ -383,6 +385,7 @@ def test_after_a_stall_missed_frames_are_skipped_not_rushed(program, lab):
 
 # -- what else the frame loop promises ------------------------------------------
 
+@pytest.mark.lua_twin
 def test_one_thread_serves_everyone(program, lab):
     with program(STEP).start("*", 0) as server:
         clients = [open_client(lab, server) for _ in range(20)]
@@ -404,6 +407,7 @@ def test_one_thread_serves_everyone(program, lab):
         f"Threads: {threads}", "the frame loop serves everyone itself: no thread per client")
 
 
+@pytest.mark.lua_twin
 def test_fps_sets_the_frame_rate(program):
     with program(STEP).start("--fps", 20, "127.0.0.1", 0) as server:
         start, _ = wait_for_line_at(server, REPORT, 0, "a frame report")
@@ -423,6 +427,7 @@ def test_fps_sets_the_frame_rate(program):
     (["--fps", "sixty"], "frames per second 'sixty': not a whole number"),
     (["--fps"], "option '--fps': needs a number"),
 ], ids=["0", "sixty", "missing"])
+@pytest.mark.lua_twin
 def test_bad_fps_is_a_usage_error(program, args, message):
     result = program(STEP).run(*args)
     command = program(STEP).command(args)
@@ -431,6 +436,7 @@ def test_bad_fps_is_a_usage_error(program, args, message):
         f"exit status {result.returncode}, stderr {result.stderr.strip()!r}")
 
 
+@pytest.mark.lua_twin
 def test_quiet_silences_the_report(program, lab):
     # The idle timeout is the clock: once the server has closed a silent
     # client after 1.5 s, at least one report would have been due.
@@ -452,6 +458,7 @@ def test_quiet_silences_the_report(program, lab):
 
 # -- the lesson's exercises (docs/answers/06_frame_loop.md) ---------------------
 
+@pytest.mark.lua_twin
 def test_an_echo_waits_for_the_next_frame(program, lab):
     """Exercise 1: with --fps 2 a reply waits for the next frame, up to half
     a second; it is read and sent in the same frame, so never longer."""

@@ -26,8 +26,9 @@ import textwrap
 
 from tests import ROOT
 from tests.lib import lab as lab_module   # first: entering the lab needs a single-threaded process
-from tests.lib.programs import (CONNECTED, REFUSED, TIMED_OUT, Program, address_text, all_steps,
-                                connect, recv_exactly, why_not_built)
+from tests.lib import registry
+from tests.lib.programs import (CONNECTED, REFUSED, TIMED_OUT, Program, address_text, connect,
+                                recv_exactly, why_not_built)
 
 THIS, OTHER = lab_module.LOCAL_V4, lab_module.REMOTE_V4
 
@@ -342,7 +343,7 @@ class Tour:
         steps = [("01_socket", self.step_01), ("02_reuseaddr", self.step_02),
                  ("03_bind", self.step_03), ("04_listen", self.step_04),
                  ("05_accept", self.step_05)]
-        later = [name for name in all_steps() if int(name[:2]) >= 6]
+        later = registry.part_2()
         steps += [(name, lambda name=name: self.step_many(name)) for name in later]
         for number, (name, show) in enumerate(steps):
             if number:

@@ -35,7 +35,7 @@ import sys
 
 from tests import ROOT
 from tests.tools import skeletons
-from tests.lib.programs import all_steps
+from tests.lib import registry
 
 try:
     import pytest
@@ -55,17 +55,13 @@ def fail_usage(message):
 
 def resolve_step(given, command):
     """'03_bind', '03' or '3' -> '03_bind'; exits 2 with the list otherwise."""
-    steps = all_steps()
-    listing = " ".join(steps)
+    listing = " ".join(registry.names())
     if not given:
         fail_usage(f"make {command} STEP=NN_name: which step?  The steps are: {listing}")
-    if given in steps:
-        return given
-    number = given.zfill(2) if given.isdigit() else given
-    matches = [step for step in steps if step.split("_", 1)[0] == number]
-    if len(matches) == 1:
-        return matches[0]
-    fail_usage(f"make {command}: there is no step {given!r}; the steps are: {listing}")
+    step = registry.resolve(given)
+    if step is None:
+        fail_usage(f"make {command}: there is no step {given!r}; the steps are: {listing}")
+    return step
 
 
 def relative(path):
@@ -75,7 +71,7 @@ def relative(path):
 # -- make workspace ------------------------------------------------------------
 
 def new(step, workspace):
-    steps = all_steps()
+    steps = registry.names()
     earlier = steps[steps.index(step) - 1] if steps.index(step) > 0 else None
     try:
         sources, notes = skeletons.step_sources(
@@ -155,7 +151,8 @@ def link_reference_programs(step, steps_dir, reference_dir):
 def in_words(item, step):
     """test_bound_but_not_listening_refuses_everyone[remote-198.51.100.1] ->
     'bound but not listening refuses everyone (remote, 198.51.100.1)'.
-    Leaves out the step's own name and pytest's made-up ids (bound0)."""
+    Leaves out the step's own name, the implementation "c" (conftest.py),
+    and pytest's made-up ids (bound0)."""
     words = item.originalname.removeprefix("test_").replace("_", " ")
     callspec = getattr(item, "callspec", None)
     if callspec is None:
@@ -165,7 +162,7 @@ def in_words(item, step):
     joined = getattr(callspec, "_idlist", None) or [callspec.id]
     ids = [part for one in joined for part in re.split(r"(?<=[^\s-])-(?=[^\s-])", one)]
     made_up = re.compile(rf"({'|'.join(map(re.escape, callspec.params))})\d+")
-    shown = [i for i in ids if i != step and not made_up.fullmatch(i)]
+    shown = [i for i in ids if i not in (step, "c") and not made_up.fullmatch(i)]
     return f"{words} ({', '.join(shown)})" if shown else words
 
 
@@ -206,11 +203,13 @@ class StepReport:
         self.out.flush()
 
     def is_for_step(self, item):
-        module = os.path.basename(str(item.fspath))
-        if module.startswith(f"test_{self.number}_"):
-            return True
+        """The step's own tests and the shared tests run on it, but not their
+        runs on the Lua twin (implementation "lua"): those test docs/lua/."""
         params = getattr(getattr(item, "callspec", None), "params", {})
-        return params.get("step") == self.step
+        if params.get("implementation", "c") != "c":
+            return False
+        module = os.path.basename(str(item.fspath))
+        return module.startswith(f"test_{self.number}_") or params.get("step") == self.step
 
     @staticmethod
     def pytest_configure(config):
@@ -290,7 +289,7 @@ class StepReport:
                      f"    make check STEP={self.step}\n"
                      f"again.  Stuck?  Compare with {more}the reference: steps/{self.step}/.")
             return 1
-        steps = all_steps()
+        steps = registry.names()
         later = steps[steps.index(self.step) + 1:]
         self.say(f"step {self.step}: all {total - len(skipped)} checks pass.  Well done!")
         if later:
