@@ -33,8 +33,13 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-# Required whatever CFLAGS says: C11 plus POSIX, every warning an error.
-COURSE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Icommon
+# Required whatever CPPFLAGS and CFLAGS say: C11 plus POSIX, every warning an
+# error.  Yours come after the course's, so a -I or -D of yours adds to them.
+COURSE_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -Icommon
+COURSE_CFLAGS   = -std=c11 -Wall -Wextra -Werror
+# Each object's header dependencies go in a .d file beside it (-include below):
+# editing common/log.h or steps/09_io_uring/echo.h rebuilds what includes it.
+DEPFLAGS = -MMD -MP
 
 # Each compiler builds into a folder of its own, so that one build never
 # overwrites another's objects: build/ for cc (gcc on Debian), build/clang for
@@ -53,53 +58,110 @@ COURSE_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+COMPILE = $(CC) $(COURSE_CPPFLAGS) $(CPPFLAGS) $(COURSE_CFLAGS) $(CFLAGS)
+LINK    = $(CC) $(COURSE_CFLAGS) $(CFLAGS) $(LDFLAGS)
+
 STEPS      := $(notdir $(patsubst %/,%,$(sort $(wildcard steps/[0-9][0-9]_*/))))
 COMMON_SRC := $(wildcard common/*.c)
-COMMON_OBJ := $(COMMON_SRC:common/%.c=$(BUILD)/common/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 COMMON_HDR := $(wildcard common/*.h)
-TEST_TOOLS := $(BUILD)/tests/server_create_check
+STEP_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard steps/*/*.c))
 
-.PHONY: all test clean workspace check $(STEPS)
+# A step that needs more says so in its own build.mk, first: a library
+# (LDLIBS), or that it cannot be built here (SKIPPED_STEPS: step 9 without
+# liburing).
+.DEFAULT_GOAL := all
+SKIPPED_STEPS :=
+include $(wildcard steps/*/build.mk)
+STEP_BINS  := $(filter-out $(SKIPPED_STEPS:%=$(BUILD)/%),$(STEPS:%=$(BUILD)/%))
+
+.PHONY: all test clean workspace check test-helpers $(STEPS)
 all: $(STEPS:%=$(BUILD)/%)
 
 $(STEPS): %: $(BUILD)/%
 
-$(BUILD)/common/%.o: common/%.c $(COMMON_HDR)
+# Every .c file of common/ and of a step becomes an object under $(BUILD)/obj/.
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(COMPILE) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	$(AR) rcs $@ $^
 
+# No object is deleted as "intermediate": a rebuild starts from them.
+.SECONDARY:
+
 # A step is every .c file in its folder, linked with what it uses of common/.
+# (A function, because a % in a static pattern's prerequisites is the stem.)
+step_objects = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard steps/$(1)/*.c))
 .SECONDEXPANSION:
-$(BUILD)/%: $$(wildcard steps/%/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
-	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
+$(STEP_BINS): $(BUILD)/%: $$(call step_objects,$$*) $(BUILD)/libcommon.a
+	$(LINK) -o $@ $(filter %.o,$^) $(BUILD)/libcommon.a $(LDLIBS)
 
 # Your own version of a step: workspace/NN_name/*.c, built the same way into
 # build/workspace/NN_name/NN_name (tests/tools/workspace.py runs make for it).
+# (Its headers: the folder's own and common/'s, named here, not in .d files:
+# those would name the sources of whichever workspace was built before.)
 WORKSPACE ?= workspace
-$(BUILD)/workspace/%: $$(wildcard $(WORKSPACE)/$$(*D)/*.c) $(COMMON_HDR) $(BUILD)/libcommon.a
+$(BUILD)/workspace/%.o: $(WORKSPACE)/%.c $(COMMON_HDR) $$(wildcard $(WORKSPACE)/$$(*D)/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
+	$(COMPILE) -c -o $@ $<
 
-# A step that needs more (a library: LDLIBS) says so in its own build.mk.
-include $(wildcard steps/*/build.mk)
+workspace_objects = $(patsubst $(WORKSPACE)/%.c,$(BUILD)/workspace/%.o,$(wildcard $(WORKSPACE)/$(1)/*.c))
+$(BUILD)/workspace/%: $$(call workspace_objects,$$(*D)) $(BUILD)/libcommon.a
+	$(LINK) -o $@ $(filter %.o,$^) $(BUILD)/libcommon.a $(LDLIBS)
 
-# tcp_server_create() and listeners_open() with their system calls wrapped,
-# so the tests can make each one fail in turn (tests/c/server_create_check.c).
-$(BUILD)/tests/server_create_check: tests/c/server_create_check.c common/tcp_server.c common/listeners.c $(COMMON_HDR) $(BUILD)/libcommon.a
+-include $(COMMON_OBJ:.o=.d) $(STEP_OBJ:.o=.d)
+
+# -- the tests' own programs ---------------------------------------------------
+# What the tests run besides the steps, built here and found by pytest in
+# HELPERS (--helpers-dir):
+#   server_create_check   tcp_server_create() and listeners_open() with their
+#                         system calls wrapped, so that the tests make each
+#                         one fail in turn (tests/c/server_create_check.c);
+#   flood                 bursts of connects, each then reset (tests/c/flood.c);
+#   fail_accept.so, clock_jump.so   for LD_PRELOAD: an accept() that fails as
+#                         told, a wall clock that jumps (tests/c/);
+#   variants/STEP-WHAT/STEP   a lesson's exercise done: the step's own files with
+#                         tests/variants/STEP-WHAT.patch applied, built as the
+#                         step is (lesson 7: always POLLOUT; lesson 8: EPOLLET).
+# The helpers of the tests are built without the sanitizers (a flooder under
+# ASan floods less; an LD_PRELOAD library must not load a second ASan runtime);
+# server_create_check and the variants are the course's code, built like it.
+HELPERS        = $(BUILD)/tests
+HELPER_CFLAGS  = -std=c11 -Wall -Wextra -Werror $(CFLAGS)
+VARIANTS      := $(basename $(notdir $(wildcard tests/variants/*.patch)))
+variant_step   = $(firstword $(subst -, ,$(1)))
+VARIANT_BINS   = $(foreach v,$(VARIANTS),$(HELPERS)/variants/$(v)/$(call variant_step,$(v)))
+TEST_HELPERS   = $(HELPERS)/server_create_check $(HELPERS)/flood $(HELPERS)/fail_accept.so \
+                 $(HELPERS)/clock_jump.so $(VARIANT_BINS)
+
+test-helpers: $(TEST_HELPERS)
+
+$(HELPERS)/server_create_check: tests/c/server_create_check.c common/tcp_server.c common/listeners.c $(COMMON_HDR) $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) \
+	$(COMPILE) -o $@ $(filter %.c,$^) $(LDFLAGS) \
 	    -Wl,--wrap=socket,--wrap=setsockopt,--wrap=bind,--wrap=listen $(BUILD)/libcommon.a
 
-# tests/c/fail_accept.c and clock_jump.c, built as test_05_accept.py and
-# test_luasocket.py build them for themselves (the tests do not use these:
-# make analyze does).
-$(BUILD)/tests/fail_accept.so $(BUILD)/tests/clock_jump.so: $(BUILD)/tests/%.so: tests/c/%.c
+$(HELPERS)/flood: tests/c/flood.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -shared -fPIC -o $@ $< -ldl
+	$(CC) $(HELPER_CFLAGS) -o $@ $<
+
+$(HELPERS)/fail_accept.so $(HELPERS)/clock_jump.so: $(HELPERS)/%.so: tests/c/%.c
+	@mkdir -p $(@D)
+	$(CC) $(HELPER_CFLAGS) -shared -fPIC -o $@ $< -ldl
+
+# patch (Debian: patch) applies an exercise's change to a copy of the step;
+# where the step has changed under it, it fails saying so.
+define VARIANT_RULE
+$(HELPERS)/variants/$(1)/$(2): tests/variants/$(1).patch $(wildcard steps/$(2)/*) $(COMMON_HDR) $(BUILD)/libcommon.a
+	@rm -rf $$(@D) && mkdir -p $$(@D)/src && cp steps/$(2)/* $$(@D)/src/
+	@patch --quiet --force -d $$(@D)/src -p1 < $$< >/dev/null || { \
+	    echo "$$<: no longer applies to steps/$(2)/: redo the exercise there and rewrite the patch (CONTRIBUTING.md)"; \
+	    exit 1; }
+	$(COMPILE) -o $$@ $$(@D)/src/*.c $(LDFLAGS) $(BUILD)/libcommon.a $(LDLIBS)
+endef
+$(foreach v,$(VARIANTS),$(eval $(call VARIANT_RULE,$(v),$(call variant_step,$(v)))))
 
 # pytest comes from the system's packages (Debian: python3-pytest); the first
 # python3 on PATH may be another interpreter that cannot see it.
@@ -127,7 +189,7 @@ ifneq ($(RUN_UNDER),)
 RUN_UNDER_OPTION = --run-under='$(RUN_UNDER)'
 endif
 
-test: all $(TEST_TOOLS)
+test: all test-helpers
 	@if [ -z "$(PYTHON)" ]; then \
 	    echo "make test: no Python with pytest found; install it: sudo apt-get install python3-pytest (Debian/Ubuntu), or: python3 -m pip install pytest"; \
 	    exit 1; fi
@@ -137,7 +199,7 @@ test: all $(TEST_TOOLS)
 	    echo "make test: pytest-xdist is not installed, so the tests run one at a time" \
 	         "(Debian/Ubuntu: sudo apt-get install python3-pytest-xdist)"; \
 	fi; \
-	set -x; $(PYTHON) -m pytest -p no:cacheprovider $(TESTS) --steps-dir=$(BUILD) \
+	set -x; $(PYTHON) -m pytest -p no:cacheprovider $(TESTS) --steps-dir=$(BUILD) --helpers-dir=$(HELPERS) \
 	    $(RUN_UNDER_OPTION) $$parallel $(PYTEST_ARGS)
 
 # musl, the other C library of Linux (Alpine; Debian: musl-tools): steps 1-5's
@@ -211,8 +273,7 @@ build/analyze/tidy/%.ok: %.c .clang-tidy $(wildcard common/*.h steps/*/*.h)
 
 analyze-gcc:
 	$(MAKE) --no-print-directory CC=gcc SANITIZE= BUILD=build/analyzer \
-	    CFLAGS="-O2 -g -fanalyzer" all build/analyzer/tests/server_create_check \
-	    build/analyzer/tests/fail_accept.so build/analyzer/tests/clock_jump.so \
+	    CFLAGS="-O2 -g -fanalyzer" all test-helpers \
 	    build/analyzer/bench/loadgen build/analyzer/bench/uv_echo
 
 # Only the Lua side: the Lua twins (docs/lua/) in the tests marked lua_twin,
@@ -220,14 +281,14 @@ analyze-gcc:
 # what LuaSocket does, measured; make test runs it too.  Needs lua5.4 and
 # lua-socket.
 .PHONY: test-lua
-test-lua: all
+test-lua: all test-helpers
 	$(or $(PYTHON),python3) -m pytest -p no:cacheprovider tests -m lua \
-	    --steps-dir=$(BUILD) $(PYTEST_ARGS)
+	    --steps-dir=$(BUILD) --helpers-dir=$(HELPERS) $(PYTEST_ARGS)
 
 workspace:
 	@python3 -m tests.tools.workspace new $(STEP)
 
-check: all
+check: all test-helpers
 	@$(or $(PYTHON),python3) -m tests.tools.workspace check --build=$(BUILD) $(if $(ONLY),--only="$(ONLY)") $(STEP)
 
 # The tour and the transcripts need python3 only (no pytest), and the lab's
@@ -257,11 +318,11 @@ BENCH_PYTHON ?= $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3
 
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+	$(COMPILE) -o $@ $< $(LDFLAGS)
 
 $(BUILD)/bench/uv_echo: tests/bench/uv_echo.c
 	@mkdir -p $(@D)
-	$(CC) $(COURSE_CFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -luv
+	$(COMPILE) -o $@ $< $(LDFLAGS) -luv
 
 bench-tools: $(BUILD)/bench/loadgen
 	@if printf '#include <uv.h>\n' | $(CC) -E -x c - >/dev/null 2>&1; then \
@@ -296,7 +357,7 @@ FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
 .PHONY: fuzz fuzz-ci fuzz-tools
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(COMMON_HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(COURSE_CFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC)
+	$(FUZZ_CC) $(COURSE_CPPFLAGS) $(CPPFLAGS) $(COURSE_CFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC)
 
 # One line, and a failure, where clang or its libFuzzer is missing: a fuzz
 # run that did not happen must not pass.

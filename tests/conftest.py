@@ -47,6 +47,9 @@ from tests.lib.programs import LuaProgram, Program, lua_missing, why_not_built
 def pytest_addoption(parser):
     parser.addoption("--steps-dir", default=os.path.join(ROOT, "build"),
                      help="folder holding the programs to test (default: build/)")
+    parser.addoption("--helpers-dir", default=os.path.join(ROOT, "build", "tests"),
+                     help="folder holding the tests' own programs, which make builds "
+                          "(make test-helpers; default: build/tests/)")
     parser.addoption("--run-under", default="",
                      help="a command to run every built program under, e.g. "
                           "'valgrind -q --error-exitcode=99' (make valgrind)")
@@ -197,6 +200,23 @@ def hosts(request, lab):
 @pytest.fixture(scope="session")
 def steps_dir(pytestconfig):
     return pytestconfig.getoption("--steps-dir")
+
+
+@pytest.fixture(scope="session")
+def helper(pytestconfig):
+    """helper("flood") -> the path of one of the tests' own programs, which
+    make builds beside the steps (the Makefile's TEST_HELPERS: tests/c/, and
+    the exercises' variants of tests/variants/, a folder holding the step's
+    program); a failure saying how to build it where it is missing."""
+    folder = pytestconfig.getoption("--helpers-dir")
+
+    def path_of(name):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            pytest.fail(f"{path} is missing: make builds the tests' own programs "
+                        "(make test-helpers; make test and make check do it first)")
+        return path
+    return path_of
 
 
 @pytest.fixture

@@ -353,24 +353,6 @@ class StuckOutput:
         os.close(self.read_end)
 
 
-# -- the tests' own helpers in C (tests/c/) -----------------------------------
-
-def build_test_helper(tmp_path_factory, name, what, shared=False):
-    """tests/c/NAME.c, built for a session's tests: a program, or with
-    shared a library for LD_PRELOAD (NAME.so).  Returns its path; fails,
-    saying why, where it does not build.  CC as make has it, else cc."""
-    source = os.path.join(ROOT, "tests", "c", name + ".c")
-    target = str(tmp_path_factory.mktemp(name) / (name + (".so" if shared else "")))
-    command = [os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
-    command += ["-shared", "-fPIC", "-o", target, source, "-ldl"] if shared else ["-o", target, source]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, explain(
-        name, " ".join(command), f"{what} builds",
-        f"exit status {result.returncode}: {result.stderr.strip()}",
-        "a C compiler (cc) must be installed")
-    return target
-
-
 # -- the Lua twins (docs/lua/) ----------------------------------------------
 
 def lua_missing():

@@ -28,7 +28,7 @@ import pytest
 
 from tests import ROOT
 from tests.lib.programs import (ADDRESS_LINE, REPORT, LuaProgram, LuaSnippet, Server,
-                                build_test_helper, explain, lua_missing, process_state,
+                                explain, lua_missing, process_state,
                                 sockets_in_state, wait_until)
 
 pytestmark = [pytest.mark.lua, pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")]
@@ -390,13 +390,12 @@ print("accepted") io.stdout:flush()
 # -- socket.gettime() is the wall clock --------------------------------------------
 
 @pytest.fixture(scope="session")
-def clock_jump_library(tmp_path_factory):
-    """tests/c/clock_jump.c built into a library for LD_PRELOAD; returns its
-    path.  With CLOCK_JUMP=AFTER:BY in the environment, the wall clock
+def clock_jump_library(helper):
+    """tests/c/clock_jump.c, a library for LD_PRELOAD; returns its path.
+    With CLOCK_JUMP=AFTER:BY in the environment, the wall clock
     (gettimeofday, CLOCK_REALTIME) of the program it is loaded into jumps by
     BY seconds once AFTER seconds have passed."""
-    return build_test_helper(tmp_path_factory, "clock_jump", "the test's clock stand-in",
-                             shared=True)
+    return helper("clock_jump.so")
 
 
 def test_gettime_is_the_wall_clock():

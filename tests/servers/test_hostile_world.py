@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.lib import registry
-from tests.lib.programs import (StuckOutput, build_test_helper, close_on_exec_missing, explain,
+from tests.lib.programs import (StuckOutput, close_on_exec_missing, explain,
                                 open_client, process_state, recv_exactly, recv_until_eof,
                                 strace_prefix, traced_child, wait_until)
 
@@ -134,9 +134,9 @@ def echo_once_port(port):
 # -- a flood of connections --------------------------------------------------
 
 @pytest.fixture(scope="session")
-def flooder(tmp_path_factory):
-    """tests/c/flood.c, built: bursts of 256 connects, each then reset."""
-    return build_test_helper(tmp_path_factory, "flood", "the test's flooder")
+def flooder(helper):
+    """tests/c/flood.c: bursts of 256 connects, each then reset."""
+    return helper("flood")
 
 
 FLOODERS = 4

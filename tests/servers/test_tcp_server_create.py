@@ -10,7 +10,6 @@ setsockopt and listen are made to fail by link-time wrappers.  listeners_open()
 of it from outside is in test_every_address.py.
 """
 
-import os
 import re
 import socket
 import subprocess
@@ -24,10 +23,8 @@ STEP = "tcp_server_create"
 
 
 @pytest.fixture
-def create(steps_dir):
-    checker = os.path.join(steps_dir, "tests", "server_create_check")
-    if not os.access(checker, os.X_OK):
-        pytest.fail(f"{checker} is missing: run `make test` (it builds the test tools)")
+def create(helper):
+    checker = helper("server_create_check")
 
     def run(host, port, backlog=5, fail=(), prefix=(), every_address=False):
         argv = (list(prefix) + [checker] + (["--all"] if every_address else [])

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.lib.lab import LOCAL_V4, LOCAL_V6, REMOTE_V4
-from tests.lib.programs import (CONNECTED, REFUSED, address_text, build_test_helper, connect, explain,
+from tests.lib.programs import (CONNECTED, REFUSED, address_text, connect, explain,
                                 process_state, recv_exactly, receive_until_eof, send_until_stalled,
                                 sockets_in_state, wait_until)
 
@@ -227,11 +227,10 @@ MUSL_STRERROR = {"EBADF": "Bad file descriptor", "EMFILE": "No file descriptors 
 
 
 @pytest.fixture(scope="session")
-def fail_accept(tmp_path_factory):
-    """tests/c/fail_accept.c built into a library for LD_PRELOAD: it makes
-    the server's first accept() calls fail with the error we name."""
-    library = build_test_helper(tmp_path_factory, "fail_accept", "the test's accept() stand-in",
-                                shared=True)
+def fail_accept(helper):
+    """tests/c/fail_accept.c, a library for LD_PRELOAD: it makes the
+    server's first accept() calls fail with the error we name."""
+    library = helper("fail_accept.so")
 
     def environment(error, times=1):
         # Loaded before AddressSanitizer's runtime (make test SANITIZE=1),

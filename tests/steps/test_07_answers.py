@@ -7,8 +7,6 @@ page's transcripts).
     python3 -m pytest tests/steps/test_07_answers.py
 """
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +14,6 @@ import sys
 
 import pytest
 
-from tests import ROOT
 from tests.lib.programs import busy_during, explain, recv_exactly, recv_until_eof, wake_ups
 
 
@@ -37,33 +34,11 @@ def test_exercise_1_an_idle_poll_server_is_never_woken(step, program, private_la
 
 # -- exercise 2: POLLOUT all the time -----------------------------------------
 
-def build_always_pollout(tmp_path):
-    """steps/07_poll with poll_events() asking for POLLOUT always: the
-    exercise's copy, compiled as the Makefile compiles the step."""
-    cc = shutil.which(os.environ.get("CC", "cc"))
-    if cc is None:
-        pytest.skip("no C compiler (cc) to build the exercise's copy")
-    with open(os.path.join(ROOT, "steps", "07_poll", "main.c")) as f:
-        source = f.read()
-    wanted = "| ((wants & CONNECTION_WRITE) ? POLLOUT : 0));"
-    assert source.count(wanted) == 1, "poll_events() in steps/07_poll/main.c changed shape"
-    copy = tmp_path / "main.c"
-    copy.write_text(source.replace(wanted, "| POLLOUT);   /* the exercise: always */"))
-    binary = tmp_path / "07_poll"
-    result = subprocess.run(
-        [cc, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-O2",
-         "-I", os.path.join(ROOT, "common"), "-o", str(binary), str(copy)]
-        + sorted(os.path.join(ROOT, "common", name)
-                 for name in os.listdir(os.path.join(ROOT, "common")) if name.endswith(".c")),
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"the exercise's copy does not build:\n{result.stderr}"
-    return tmp_path
-
-
 @pytest.mark.parametrize("step", ["07_poll"])
-def test_exercise_2_always_asking_for_pollout_spins(step, program, private_lab, tmp_path):
+def test_exercise_2_always_asking_for_pollout_spins(step, program, private_lab, helper):
+    # tests/variants/07_poll-always_pollout.patch: the exercise done.
     window = 0.5
-    for steps_dir, spins in ((None, False), (build_always_pollout(tmp_path), True)):
+    for steps_dir, spins in ((None, False), (helper("variants/07_poll-always_pollout"), True)):
         runnable = program(step) if steps_dir is None else type(program(step))(
             str(steps_dir), step)
         with runnable.start("127.0.0.1", 0) as server:

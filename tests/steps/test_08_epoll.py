@@ -24,7 +24,6 @@ import re
 import select
 import signal
 import socket
-import subprocess
 import termios
 import time
 
@@ -34,7 +33,7 @@ from tests.lib.crowd import (BACKLOG, CONNECTIONS, FROM_REMOTE_EVERY, PHASE_SECO
                              established_on_port, max_open_files, open_connections, sockets_held,
                              wait_for_sockets_held)
 from tests.lib.lab import REMOTE_V4
-from tests.lib.programs import (CONNECTED, ROOT, Program, busy_during, connect, explain,
+from tests.lib.programs import (CONNECTED, Program, busy_during, connect, explain,
                                 process_state, receive_until_eof, recv_exactly, resident_kib,
                                 send_until_stalled, strace_prefix, traced_child, unsent, wait_until)
 
@@ -324,32 +323,7 @@ def test_a_client_leaves_the_interest_list_when_the_server_closes_it(program, la
             "a client not registered, or its descriptor not closed (or duplicated)")
 
 
-# The one line a copy of step 8 changes to register clients edge-triggered.
-LEVEL_LINE = "    return ((wants & CONNECTION_READ) ? EPOLLIN : 0)"
-EDGE_LINE = "    return EPOLLET | ((wants & CONNECTION_READ) ? EPOLLIN : 0)"
 OUTPUT_LIMIT = 64 * 1024   # common/connections.h: the most read per client at once
-
-
-@pytest.fixture(scope="session")
-def edge_triggered_copy(tmp_path_factory):
-    """Lesson 8, exercise 3, done: steps/08_epoll/main.c with EPOLLET added to
-    every client's events, built with common/ into a folder of its own."""
-    folder = tmp_path_factory.mktemp("edge_triggered")
-    with open(os.path.join(ROOT, "steps", STEP, "main.c")) as f:
-        source = f.read()
-    assert source.count(LEVEL_LINE) == 1, (
-        f"steps/{STEP}/main.c no longer has the line {LEVEL_LINE.strip()!r} that this test "
-        "changes to make an edge-triggered copy: update EDGE_LINE/LEVEL_LINE")
-    copy = folder / "main.c"
-    copy.write_text(source.replace(LEVEL_LINE, EDGE_LINE))
-    common = os.path.join(ROOT, "common")
-    command = [os.environ.get("CC", "cc"), "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall",
-               "-Wextra", "-Werror", "-O2", f"-I{common}", "-o", str(folder / STEP), str(copy)]
-    command += sorted(os.path.join(common, name) for name in os.listdir(common)
-                      if name.endswith(".c"))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"building the edge-triggered copy failed: {result.stderr}"
-    return str(folder)
 
 
 def echo_of_a_burst(server, lab, size):
@@ -377,7 +351,7 @@ def echo_of_a_burst(server, lab, size):
 
 
 @pytest.mark.parametrize("mode", ["level-triggered", "edge-triggered copy"])
-def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, request, mode):
+def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, helper, mode):
     # Lesson 8, exercise 3.  A client's 100,000 bytes wait in the socket.
     # One event; the server reads until its 64 KiB buffer is full (not until
     # EAGAIN), sends those 64 KiB back at once, and wants what it wanted
@@ -386,9 +360,8 @@ def test_edge_triggered_step_8_stops_echoing_a_burst_midway(program, lab, reques
     # Edge-triggered, nothing new happens on the socket, so nothing is
     # reported: the echo stops at 65,536 bytes until the client sends again.
     size = 100_000
-    # Only the copy's run builds it (a pytest-xdist worker builds it once).
-    steps = request.getfixturevalue("edge_triggered_copy") if mode == "edge-triggered copy" \
-        else None
+    # tests/variants/08_epoll-edge_triggered.patch: the exercise done.
+    steps = helper("variants/08_epoll-edge_triggered") if mode == "edge-triggered copy" else None
     runner = Program(steps, STEP) if steps else program(STEP)
     with runner.start("127.0.0.1", 0) as server:
         first, total = echo_of_a_burst(server, lab, size)

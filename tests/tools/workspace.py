@@ -324,7 +324,9 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
     # (a minute-long idle timeout), not code a learner writes: left out.
     pytest.main(["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
                  "-m", "not course_default",
-                 f"--steps-dir={steps_dir}", *(["-x"] if first_failure else []),
+                 f"--steps-dir={steps_dir}",
+                 f"--helpers-dir={os.path.join(reference_dir, 'tests')}",
+                 *(["-x"] if first_failure else []),
                  *(["-k", only] if only else []), *test_files(step)],
                 plugins=[report])
     status = report.summary(workspace)
