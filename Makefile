@@ -21,7 +21,8 @@
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
 #   make bench            the echo servers of steps 5-9 and a libuv one side by side, a few
-#                         minutes (tests/bench/bench_echo.py): docs/bench/results.md and .png
+#                         minutes (tests/bench/bench_echo.py): build/bench/results.md and .png
+#   make bench BENCH_OUTPUT=docs/bench   the same, rewriting the committed report
 #   make bench-quick      the same, small and short (under a minute), into build/bench-quick/;
 #                         fails on a wrong echo or an error, never on speed
 #   make fuzz             the libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS each
@@ -309,7 +310,9 @@ check-transcripts: all
 # tests/bench/loadgen.c is the load generator; tests/bench/uv_echo.c needs
 # libuv (Debian: libuv1-dev) and is left out, with one line, without it.
 #   make bench-quick BENCH_ARGS="--servers 07_poll,08_epoll --workloads 100,100+10000idle"
-# (BENCH_ARGS narrows either run; make bench always writes docs/bench/.)
+# BENCH_ARGS narrows either run.  Each writes its report into build/; the
+# committed one, docs/bench/results.md, only when asked:
+#   make bench BENCH_OUTPUT=docs/bench
 # The plot needs matplotlib (Debian: python3-matplotlib), found like pytest
 # above; without it the report has the tables only.
 .PHONY: bench bench-quick bench-tools
@@ -331,12 +334,13 @@ bench-tools: $(BUILD)/bench/loadgen
 	    echo "make bench: no libuv headers (Debian: sudo apt-get install libuv1-dev): the libuv baseline is left out"; \
 	fi
 
-# The full run (several minutes): docs/bench/results.md and results.png.
+# The full run (several minutes): BENCH_OUTPUT/results.md and results.png.
 # BENCH_NOTE="..." (in the environment or here) adds a paragraph to the report.
+BENCH_OUTPUT ?= $(BUILD)/bench
 bench: all bench-tools
 	$(or $(BENCH_PYTHON),python3) -m tests.bench.bench_echo --steps-dir=$(BUILD) \
-	    --output=docs/bench/results.md --plot=docs/bench/results.png \
-	    --invoked-as="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
+	    --output=$(BENCH_OUTPUT)/results.md --plot=$(BENCH_OUTPUT)/results.png \
+	    --invoked-as="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter command line,$(origin BENCH_OUTPUT)), BENCH_OUTPUT=$(BENCH_OUTPUT))" $(BENCH_ARGS)
 
 # Under a minute: every server, small loads, one repetition; fails on a wrong
 # echo or any error, never on speed.  Its report goes to build/, not docs/.
