@@ -19,8 +19,8 @@
     tests/fuzz/      the libFuzzer targets (make fuzz)
 
 Everything imports through this package (from tests.lib.programs import
-...), never by editing sys.path; pytest and python3 -m put the repository's
-top folder on the path.
+...), never by editing the module search path: pytest and python3 -m put
+the repository's top folder on it.
 """
 
 import os
