@@ -32,6 +32,8 @@ first, so that the run does not end waiting for one of them.
 """
 
 import os
+import platform
+import re
 import resource
 import shlex
 import shutil
@@ -40,7 +42,7 @@ import pytest
 
 from tests import ROOT
 from tests.lib import lab as lab_module
-from tests.lib import programs, registry
+from tests.lib import kernel, programs, registry
 from tests.lib.programs import LuaProgram, Program, lua_missing, why_not_built
 
 
@@ -80,10 +82,18 @@ def pytest_configure(config):
         config.lab = lab_module.enter()
     except ValueError as error:   # LAB_HOSTS names no hosts file of the lab's
         raise pytest.UsageError(str(error)) from None
+    config.kernel = kernel.probe(config.lab)
+    config.addinivalue_line(
+        "markers", "kernel(feature): needs that feature of the kernel (tests/lib/kernel.py); "
+                   "skipped, naming it, where the kernel lacks it")
 
 
 def pytest_report_header(config):
-    header = [config.lab.describe(), f"steps under test: {config.getoption('--steps-dir')}"]
+    lacks = sorted(name for name, has in config.kernel.items() if has is False)
+    header = [config.lab.describe(),
+              f"kernel {platform.release()}: " + (f"lacks {', '.join(lacks)} (tests/lib/kernel.py)"
+                                                  if lacks else "every feature the tests know of"),
+              f"steps under test: {config.getoption('--steps-dir')}"]
     if programs.RUN_UNDER:
         header.append(f"each run under: {shlex.join(programs.RUN_UNDER)}")
     return header
@@ -155,13 +165,35 @@ def pytest_unconfigure(config):
         config.lab.close()
 
 
+def pytest_runtest_setup(item):
+    """A test marked kernel(FEATURE) skips where the kernel lacks it, saying
+    which (or that the lab cannot tell)."""
+    for marker in item.iter_markers("kernel"):
+        for feature in marker.args:
+            has = item.config.kernel[feature]
+            if has is False:
+                pytest.skip(kernel.lacks(feature))
+            if has is None:
+                pytest.skip(f"cannot tell whether the kernel has {feature}: "
+                            f"{item.config.lab.reason or 'no lab'}")
+
+
+KERNEL_SKIP = re.compile(r"kernel lacks (\w+):")
+
+
 def pytest_runtest_logreport(report):
-    # CI runs as root on Linux, where the lab always works: a skip there means
-    # a test silently did not run, so count it as a failure.
+    # CI runs on Linux as root or as a user who may make the lab, where it
+    # always works: a skip there means a test silently did not run, so it
+    # counts as a failure, unless the kernel lacks a feature the test needs
+    # and the run's kernel series is expected to (kernel.EXPECTED_MISSING).
     if os.environ.get("CI") == "true" and report.skipped and report.when in ("setup", "call"):
-        report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped under CI, where nothing may be skipped: {reason}"
+        feature = KERNEL_SKIP.search(str(reason))
+        if feature and feature[1] in kernel.expected_missing():
+            return
+        report.outcome = "failed"
+        report.longrepr = (f"skipped under CI, where nothing may be skipped (but what "
+                           f"kernel.EXPECTED_MISSING lists for Linux {kernel.series()}): {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -198,6 +230,14 @@ def hosts(request, lab):
 
 
 @pytest.fixture(scope="session")
+def kernel_has(pytestconfig):
+    """{feature: True, False or None (cannot tell)} for the running kernel
+    (tests/lib/kernel.py), for a test that checks what a kernel without a
+    feature does instead."""
+    return pytestconfig.kernel
+
+
+@pytest.fixture(scope="session")
 def steps_dir(pytestconfig):
     return pytestconfig.getoption("--steps-dir")
 
@@ -226,10 +266,11 @@ def implementation(request):
 
 
 @pytest.fixture
-def program(steps_dir, implementation):
+def program(steps_dir, implementation, pytestconfig):
     """program("03_bind") -> the Program to run for that step.  A step that
-    make skipped on this computer (step 9 without liburing) skips the test,
-    saying why.  In the Lua run of a lua_twin test, the step's Lua twin
+    make skipped on this computer (step 9 without liburing), or whose kernel
+    feature this kernel lacks (step 9's io_uring), skips the test, saying
+    why.  In the Lua run of a lua_twin test, the step's Lua twin
     (docs/lua/), or a skip where lua5.4 or LuaSocket is missing."""
     if implementation == "lua":
         missing = lua_missing()
@@ -241,6 +282,9 @@ def program(steps_dir, implementation):
         reason = why_not_built(steps_dir, step)
         if reason:
             pytest.skip(f"{step} was not built: {reason}")
+        for feature in registry.step(step).kernel if step in registry.BY_NAME else ():
+            if pytestconfig.kernel[feature] is False:
+                pytest.skip(kernel.lacks(feature))
         return Program(steps_dir, step)
     return program_of
 

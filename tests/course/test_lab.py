@@ -56,14 +56,19 @@ def test_names_are_never_looked_up_in_dns(lab):
 
 
 def read_sysctls():
+    """The lab's SYSCTLS as this network namespace has them: those the kernel
+    does not show here (HIDDEN_SYSCTLS, on older kernels) left out."""
     values = {}
     for name in lab_module.SYSCTLS:
-        with open(f"/proc/sys/{name}") as f:
-            values[name] = " ".join(f.read().split())
+        try:
+            with open(f"/proc/sys/{name}") as f:
+                values[name] = " ".join(f.read().split())
+        except FileNotFoundError:
+            assert name in lab_module.HIDDEN_SYSCTLS, f"/proc/sys/{name} does not exist"
     return values
 
 
-def test_kernel_settings_are_the_labs_on_both_computers(remote_lab):
+def test_kernel_settings_are_the_labs_on_both_computers(remote_lab, kernel_has):
     assert not remote_lab.unset_sysctls, (
         f"the lab could not set these, so tests relying on them may give other answers on "
         f"this kernel: {remote_lab.unset_sysctls}")
@@ -74,6 +79,13 @@ def test_kernel_settings_are_the_labs_on_both_computers(remote_lab):
         wrong = {name: value for name, value in values.items()
                  if value != lab_module.SYSCTLS[name]}
         assert not wrong, f"on {computer}, these differ from the lab's SYSCTLS: {wrong}"
+    # A setting the kernel hides is a feature it lacks (tests/lib/kernel.py),
+    # and the tests that need it know: the two lists agree.
+    hidden = {lab_module.HIDDEN_SYSCTLS[name] for name in remote_lab.hidden_sysctls}
+    lacking = {name for name in lab_module.HIDDEN_SYSCTLS.values() if kernel_has[name] is False}
+    assert hidden == lacking, (
+        f"the lab found these settings hidden: {sorted(hidden)}; the kernel's probe says it "
+        f"lacks {sorted(lacking)}")
 
 
 def test_a_changed_setting_comes_back(private_lab):
@@ -195,3 +207,27 @@ def test_every_pytest_worker_has_its_own_network_and_hosts_file(lab):
         assert not shared, (
             f"pytest process {pid} shares our {', '.join(shared)}: tests running there at "
             "the same time could see this worker's ports, sysctls or hosts file")
+
+
+REFUSED_LAB = r"""
+from tests.lib import lab
+made = lab.enter()
+print(made.describe())
+"""
+
+
+def test_where_user_namespaces_are_refused_the_lab_says_what_to_enable(lab):
+    # Ubuntu 24.04's AppArmor restriction and Docker's seccomp profile make
+    # unshare(CLONE_NEWUSER) fail with EPERM; strace plays that kernel.
+    result = subprocess.run(
+        ["strace", "-f", "-o", os.devnull, "-e", "trace=unshare",
+         "-e", "inject=unshare:error=EPERM", sys.executable, "-c", REFUSED_LAB],
+        cwd=ROOT, capture_output=True, text=True, timeout=30)
+    said = result.stdout.strip()
+    assert result.returncode == 0 and said.startswith("lab: none") and all(
+        advice in said for advice in ("apparmor_restrict_unprivileged_userns=0",
+                                      "unprivileged_userns_clone=1", "seccomp=unconfined",
+                                      "as root")), (
+        "where the kernel refuses a user namespace, the lab should say so and what to "
+        f"enable (Ubuntu's AppArmor, Debian's old sysctl, Docker's seccomp, root): it said "
+        f"{said!r} (exit {result.returncode}, stderr {result.stderr[-500:]!r})")

@@ -55,6 +55,7 @@ import ctypes
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -63,6 +64,9 @@ LOCAL_V4 = "198.51.100.1"
 REMOTE_V4 = "198.51.100.2"
 LOCAL_V6 = "2001:db8::1"
 REMOTE_V6 = "2001:db8::2"
+# An address on the lab's network that no computer has: a SYN-ACK sent there
+# goes out and is never answered (a handshake that never completes).
+NOBODY = "198.51.100.3"
 
 # The lab's /etc/hosts, by name.  "stock" is what a learner most likely has:
 # Debian 12's lines for localhost (Fedora's and Docker's default say the same).
@@ -95,6 +99,9 @@ SYSCTLS = {
     # Ports below 1024 need CAP_NET_BIND_SERVICE (Docker sets 0: none do).
     "net/ipv4/ip_unprivileged_port_start": "1024",
     # listen() caps BACKLOG at this (128 before Linux 5.4; lesson 4 shows 4096).
+    # Every new network namespace starts at 4096 (5.4+), and before 6.3 the
+    # kernel hides net.core from one owned by a user namespace, as the lab's
+    # is: then the lab checks the effect instead (HIDDEN_SYSCTLS).
     "net/core/somaxconn": "4096",
     # A full accept queue drops SYNs (the client retries) instead of resetting.
     "net/ipv4/tcp_abort_on_overflow": "0",
@@ -104,9 +111,10 @@ SYSCTLS = {
     # (lesson 4, tests/steps/test_04_listen.py::test_the_syn_queue).
     "net/ipv4/tcp_syncookies": "1",
     "net/ipv4/tcp_max_syn_backlog": "4096",
-    # A SYN nobody answers is resent 6 times, the first 4 resends 1 s apart
-    # (tcp_syn_linear_timeouts, Linux 6.5+), then doubling: lesson 4 shows
-    # them.  A SYN-ACK whose final ACK was dropped is resent 5 times.
+    # A SYN nobody answers is resent tcp_syn_retries + tcp_syn_linear_timeouts
+    # = 10 times, the first five 1 s apart, then doubling (Linux 6.5+; before,
+    # 6 times, doubling from the start): lesson 4 shows them.  A SYN-ACK whose
+    # final ACK was dropped is resent 5 times.
     "net/ipv4/tcp_syn_retries": "6",
     "net/ipv4/tcp_syn_linear_timeouts": "4",
     "net/ipv4/tcp_synack_retries": "5",
@@ -127,6 +135,15 @@ SYSCTLS = {
     "net/ipv4/tcp_wmem": "4096 16384 4194304",
 }
 
+# Settings some kernels do not show in the lab's network namespace
+# (tests/lib/kernel.py names the feature each one is): their absence is the
+# kernel's, not a failure of the lab's.  somaxconn's value is still checked,
+# by its effect: a listen() asking for more shows the cap in ss.
+HIDDEN_SYSCTLS = {
+    "net/core/somaxconn": "somaxconn_sysctl",
+    "net/ipv4/tcp_syn_linear_timeouts": "syn_linear_timeouts",
+}
+
 # The files of the lab's name resolution: path -> what to put there.
 NSSWITCH_HOSTS_LINE = "hosts:          files\n"
 GAI_CONF = ("# The lab's /etc/gai.conf: no rules, so glibc's built-in table (RFC 3484)\n"
@@ -140,6 +157,16 @@ RESOLV_CONF = ("# The lab's /etc/resolv.conf: no DNS server (musl would otherwis
                "# 5 s twice for the machine's, which the lab's network cannot reach).\n"
                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 NSCD_DIR = "/var/run/nscd"   # glibc asks the nscd listening in here first
+# nc -v names a port from /etc/services ("[tcp/http-alt]").  Distributions'
+# files differ (Fedora's names 7777, the lessons' port, "cbt"; Debian's does
+# not), so the lab puts these lines of Debian's (netbase) in its place.
+SERVICES = ("# The lab's /etc/services: lines of Debian's, so that nc -v names the\n"
+            "# same ports whatever this machine's file says (tests/lib/lab.py).\n"
+            "echo\t\t7/tcp\n"
+            "ssh\t\t22/tcp\n"
+            "http\t\t80/tcp\t\twww\n"
+            "https\t\t443/tcp\n"
+            "http-alt\t8080/tcp\twebcache\n")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -171,9 +198,12 @@ def _mount(source, target, fstype=None, flags=0):
 def _write_sysctls(values, strict=True):
     """Write each /proc/sys/NAME in the calling thread's network namespace.
     Not strict: returns what could not be set (an older kernel may lack a
-    setting, or not have it per namespace) instead of raising."""
+    setting, or not have it per namespace) instead of raising; a setting of
+    HIDDEN_SYSCTLS that this kernel does not show is left to _check_hidden()."""
     failed = []
     for name, value in values.items():
+        if name in HIDDEN_SYSCTLS and not os.path.exists(f"/proc/sys/{name}"):
+            continue
         try:
             with open(f"/proc/sys/{name}", "w") as f:
                 f.write(value)
@@ -182,6 +212,32 @@ def _write_sysctls(values, strict=True):
     if failed and strict:
         raise OSError("; ".join(failed))
     return failed
+
+
+def listen_cap():
+    """The backlog the kernel gives a listen() that asks for a million, in
+    the calling thread's network namespace: net.core.somaxconn, by its
+    effect (ss -ltn shows it as the listener's Send-Q)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1 << 20)
+        port = listener.getsockname()[1]
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True, timeout=10).stdout.split()
+    return int(out[2]) if len(out) > 2 else None
+
+
+def _check_hidden():
+    """The HIDDEN_SYSCTLS this kernel does not show here: ([names], [what is
+    wrong]).  somaxconn hidden is fine while its effect is the lab's value."""
+    hidden = [name for name in HIDDEN_SYSCTLS if not os.path.exists(f"/proc/sys/{name}")]
+    wrong = []
+    if "net/core/somaxconn" in hidden:
+        cap = listen_cap()
+        if str(cap) != SYSCTLS["net/core/somaxconn"]:
+            wrong.append(f"net.core.somaxconn is hidden in this network namespace, and "
+                         f"listen() caps at {cap}, not {SYSCTLS['net/core/somaxconn']}")
+    return hidden, wrong
 
 
 def _nsswitch_conf():
@@ -204,6 +260,17 @@ def hosts_name():
     return name
 
 
+# What a learner reads where the kernel refuses the lab's user namespace.
+NO_USER_NAMESPACES = (
+    "no private network namespace ({error}): this machine refuses unprivileged user "
+    "namespaces, which the lab is made of.  Ubuntu 23.10 and later (AppArmor): "
+    "sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0; a kernel with "
+    "kernel.unprivileged_userns_clone (Debian before 11): sudo sysctl "
+    "kernel.unprivileged_userns_clone=1; user.max_user_namespaces at 0: sudo sysctl "
+    "user.max_user_namespaces=15000; in Docker, whose default seccomp profile refuses "
+    "unshare: docker run --security-opt seccomp=unconfined.  Or run the tests as root")
+
+
 class Lab:
     """The two-computer network, or the reason there is none."""
 
@@ -211,9 +278,11 @@ class Lab:
         self.private = False   # are we in our own network namespace?
         self.remote = False    # is the other computer there?
         self.names = False     # do our own files answer for "localhost"?
+        self.services = False  # is /etc/services the lab's (SERVICES)?
         self.hosts = None      # the name of the hosts file in use (HOSTS_FILES)
         self.reason = ""       # why not, in words a learner can act on
         self.unset_sysctls = []  # SYSCTLS this kernel would not take, and why
+        self.hidden_sysctls = []  # HIDDEN_SYSCTLS this kernel does not show here
         self._hosts_fd = None  # our /etc/hosts: rewritten through this
         self._etc_folder = None  # where our /etc files live
         self._remote_keeper = None
@@ -239,6 +308,8 @@ class Lab:
         self.private = True
         self.unset_sysctls += _write_sysctls(SYSCTLS, strict=False)
         _run(["ip", "link", "set", "lo", "up"])
+        self.hidden_sysctls, wrong = _check_hidden()
+        self.unset_sysctls += wrong
 
     def _own_name_resolution(self, hosts):
         """Bind-mount the lab's files over the machine's, in our mount namespace."""
@@ -247,7 +318,7 @@ class Lab:
         _mount("none", "/", flags=MS_REC | MS_PRIVATE)
         files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
                  "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF,
-                 "/etc/resolv.conf": RESOLV_CONF}
+                 "/etc/resolv.conf": RESOLV_CONF, "/etc/services": SERVICES}
         # Kept until close(), not unlinked at once: a lab made inside this one
         # (a transcript's) mounts its own over ours, and a mount point whose
         # file is deleted takes no mount.
@@ -258,12 +329,15 @@ class Lab:
                     # Missing means glibc's defaults, what we want (for
                     # musl's resolv.conf, a wait of 10 s at an unknown name).
                     continue
+                if target == "/etc/services":
+                    continue   # no netbase: nc -v names no port (transcripts say needs=services)
                 raise OSError(f"{target} does not exist, so the lab cannot put its own "
                               "in its place")
             source = os.path.join(self._etc_folder, os.path.basename(target))
             with open(source, "w") as f:
                 f.write(text)
             _mount(source, target, flags=MS_BIND)
+            self.services = self.services or target == "/etc/services"
             if target == "/etc/hosts":
                 # Kept open: use_hosts() rewrites the file through it, never
                 # through the path (which, unmounted, is the machine's).
@@ -272,6 +346,14 @@ class Lab:
             _mount("lab", NSCD_DIR, fstype="tmpfs")   # an empty folder: no nscd here
         self.hosts = hosts
         self.names = True
+
+    def private_tmp(self):
+        """An empty /tmp of the lab's own, in its mount namespace, for what it
+        runs from now on (a transcript writing /tmp/NAME never meets a file of
+        another run, or of another user of this machine)."""
+        if not self.names:
+            raise RuntimeError(f"the lab has no mount namespace of its own: {self.reason}")
+        _mount("lab-tmp", "/tmp", fstype="tmpfs")
 
     def use_hosts(self, name):
         """Make the lab's /etc/hosts the HOSTS_FILES entry `name` (from the
@@ -297,16 +379,17 @@ class Lab:
         # made by unshare() are the calling thread's, not the whole process's.
         self._home_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.remote = True
+        remote = ["nsenter", "-t", pid, "-n"]
+        _run(remote + ["ip", "link", "set", "lo", "up"])
         with self._on_remote():
             self.unset_sysctls += [f"the other computer's {failure}"
-                                   for failure in _write_sysctls(SYSCTLS, strict=False)]
-        remote = ["nsenter", "-t", pid, "-n"]
+                                   for failure in _write_sysctls(SYSCTLS, strict=False)
+                                   + _check_hidden()[1]]
         _run(["ip", "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
               "netns", pid])
         _run(["ip", "addr", "add", f"{LOCAL_V4}/24", "dev", "lab0"])
         _run(["ip", "-6", "addr", "add", f"{LOCAL_V6}/64", "dev", "lab0", "nodad"])
         _run(["ip", "link", "set", "lab0", "up"])
-        _run(remote + ["ip", "link", "set", "lo", "up"])
         _run(remote + ["ip", "addr", "add", f"{REMOTE_V4}/24", "dev", "lab1"])
         _run(remote + ["ip", "-6", "addr", "add", f"{REMOTE_V6}/64", "dev", "lab1", "nodad"])
         _run(remote + ["ip", "link", "set", "lab1", "up"])
@@ -325,9 +408,7 @@ class Lab:
         try:
             self._enter_private_network()
         except OSError as error:
-            self.reason = (f"no private network namespace ({error}); enable unprivileged user "
-                           "namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
-                           "kernel.apparmor_restrict_unprivileged_userns=0) or run as root")
+            self.reason = NO_USER_NAMESPACES.format(error=error)
             return self
         problems = []
         try:

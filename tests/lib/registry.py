@@ -41,6 +41,7 @@ class Step:
     borrows: tuple = ()             # names of later ideas its program has already
     lua: str = ""                   # its twin in docs/lua/, without .lua ("07_select")
     lua_hosted: bool = False        # the twin is a FRAME script, run by docs/lua/host.lua
+    kernel: tuple = ()              # features of the kernel it needs (tests/lib/kernel.py)
     ideas: frozenset = field(default=frozenset(), compare=False)   # filled in below
 
     @property
@@ -90,7 +91,7 @@ STEPS = (
                   Idea("max_clients", "turns the client over --max-clients away", 8),
                   Idea("spare_descriptor", "a spare descriptor to refuse at EMFILE", 9),
                   Idea("idle_timeout", "closes clients idle for --idle-timeout", 10))),
-    Step("09_io_uring", "io_uring: completions instead of readiness",
+    Step("09_io_uring", "io_uring: completions instead of readiness", kernel=("io_uring",),
          teaches=(Idea("io_uring", "submissions and completions, multishot accept"),
                   Idea("multishot_receive", "a multishot receive re-armed when it ends", 11),
                   Idea("buffer_pool", "sent buffers go back to a shared pool", 12)),

@@ -1,0 +1,157 @@
+"""What the running kernel can do, found by probing it inside the lab.
+
+Learners run the suite on the kernels their distributions ship: Debian 12
+(6.1), Ubuntu 22.04 (5.15) and 24.04 (6.8), RHEL 9 (5.14), WSL2 (5.15,
+6.6).  A few of the lessons' claims hold only from some kernel on.  Each
+such feature is named here, with what a test sees without it, and the lab
+probes for it once: by trying it, never by reading the version string
+(distributions backport fixes, and a sysctl can be hidden or turned off).
+
+A test that depends on one is marked with it,
+
+    @pytest.mark.kernel("somaxconn_sysctl")
+
+and a transcript says it in its marker, <!-- transcript kernel=NAME -->.
+Where the kernel lacks it, the test checks what that kernel does instead
+when the lesson says (the SYN resends, the SYN queue), or is skipped with a
+line naming the feature.  Under CI (conftest.py) a skip is a failure unless
+its feature is in EXPECTED_MISSING for the kernel the run is on.
+"""
+
+import ctypes
+import os
+import platform
+import socket
+import subprocess
+import time
+
+from tests.lib.lab import LOCAL_V4, NOBODY, bare_syn
+
+# name -> what a test needs, in words (since which kernel, which setting)
+FEATURES = {
+    "somaxconn_sysctl": "net.core.somaxconn visible and settable in the lab's network "
+                        "namespace (Linux 6.3+ in a namespace owned by a user namespace; "
+                        "before, the kernel hides net.core there)",
+    "syn_linear_timeouts": "net.ipv4.tcp_syn_linear_timeouts, the first SYN resends 1 s apart "
+                           "(Linux 6.5+; before, the interval doubles from the start)",
+    "syn_queue_backlog_plus_one": "a SYN queue that holds BACKLOG + 1 half-open connections "
+                                  "(Linux 6.13, and the stable kernels it went back to; "
+                                  "before, BACKLOG)",
+    "io_uring": "io_uring with what step 9 uses (Linux 6.0+), not turned off by "
+                "kernel.io_uring_disabled (6.6+) or a seccomp filter (Docker's default)",
+}
+
+# The kernel series CI runs the suite on, and the features expected missing
+# there (everything else must be present, or its tests' skips fail CI).
+EXPECTED_MISSING = {
+    "6.1": {"somaxconn_sysctl", "syn_linear_timeouts"},   # Debian 12, under user-mode-linux
+}
+
+
+def series():
+    """'6.1' for 6.1.0-28-amd64 or 6.1.176: the kernel's major.minor."""
+    return ".".join(platform.release().split(".")[:2])
+
+
+def expected_missing():
+    return EXPECTED_MISSING.get(series(), set())
+
+
+# -- the probes (each runs in the lab's own network namespace) ----------------
+
+def _somaxconn_sysctl():
+    path = "/proc/sys/net/core/somaxconn"
+    return os.path.exists(path) and os.access(path, os.W_OK)
+
+
+def _syn_linear_timeouts():
+    return os.path.exists("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
+
+
+def _syn_queue_backlog_plus_one(lab):
+    """Send three SYNs nobody will complete to a listener with BACKLOG 1, and
+    count the half-open connections it keeps, SYN cookies off: 2 (BACKLOG +
+    1) or 1.  The SYN-ACKs go to NOBODY, and the listener is closed at once,
+    which drops them.  None where it cannot tell: no second computer, no raw
+    socket."""
+    if not lab.remote:
+        return None
+    try:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    except PermissionError:
+        return None
+    syncookies = "/proc/sys/net/ipv4/tcp_syncookies"
+    with open(syncookies) as f:
+        saved = f.read().strip()
+    with open(syncookies, "w") as f:
+        f.write("0")       # a full queue drops the SYN instead of answering with a cookie
+    try:
+        with sender, socket.socket() as listener:
+            listener.bind((LOCAL_V4, 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            for number in range(3):
+                sender.sendto(bare_syn(NOBODY, LOCAL_V4, 41000 + number, port), (LOCAL_V4, 0))
+            deadline = time.monotonic() + 2
+            half_open = 0
+            while time.monotonic() < deadline:
+                out = subprocess.run(["ss", "-tnH", "state", "syn-recv", f"sport = :{port}"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                half_open = len(out.splitlines())
+                if half_open >= 2:
+                    break
+                time.sleep(0.01)     # polling with a deadline
+            return half_open >= 2
+    finally:
+        with open(syncookies, "w") as f:
+            f.write(saved)
+
+
+# io_uring_setup(2): 425 on every architecture since 5.1.
+SYS_IO_URING_SETUP = 425
+SYS_IO_URING_REGISTER = 427
+IORING_REGISTER_PROBE = 8
+IORING_OP_SEND_ZC = 47          # came with Linux 6.0, as multishot receive did
+
+
+def _io_uring():
+    """io_uring_setup() works, and the kernel knows IORING_OP_SEND_ZC, the
+    opcode of Linux 6.0 (the release of the multishot receive step 9 uses:
+    a flag, not an opcode, so the probe asks for its neighbour)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)           # struct io_uring_params
+    fd = libc.syscall(SYS_IO_URING_SETUP, 4, params)
+    if fd < 0:
+        return False
+    try:
+        # struct io_uring_probe: 16-byte header, then 256 ops of 8 bytes.
+        probe = ctypes.create_string_buffer(16 + 256 * 8)
+        if libc.syscall(SYS_IO_URING_REGISTER, fd, IORING_REGISTER_PROBE, probe, 256) < 0:
+            return False
+        last_op = probe.raw[0]
+        flags = int.from_bytes(probe.raw[16 + IORING_OP_SEND_ZC * 8 + 2:
+                                         16 + IORING_OP_SEND_ZC * 8 + 4], "little")
+        return last_op >= IORING_OP_SEND_ZC and bool(flags & 1)   # IO_URING_OP_SUPPORTED
+    finally:
+        os.close(fd)
+
+
+PROBES = {
+    "somaxconn_sysctl": lambda lab: _somaxconn_sysctl(),
+    "syn_linear_timeouts": lambda lab: _syn_linear_timeouts(),
+    "syn_queue_backlog_plus_one": _syn_queue_backlog_plus_one,
+    "io_uring": lambda lab: _io_uring(),
+}
+
+
+def probe(lab, names=FEATURES):
+    """{feature: True/False, or None where the lab cannot tell}, for the
+    kernel this lab runs on (asked in the lab's own network namespace)."""
+    if not lab.private:
+        return {name: None for name in names}
+    return {name: PROBES[name](lab) for name in names}
+
+
+def lacks(feature):
+    """The skip reason of a test or transcript that needs `feature`."""
+    return f"kernel lacks {feature}: {FEATURES[feature]}"
