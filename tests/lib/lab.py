@@ -515,6 +515,11 @@ class Lab:
     def describe(self):
         own = (f"; /etc/hosts: {self.hosts} (localhost is "
                f"{' then '.join(LOCALHOST[self.hosts])})") if self.names else ""
+        if self.names and not self.services:
+            own += "; no /etc/services on this machine (netbase), so none of the lab's"
+        if self.hidden_sysctls:
+            own += ("; this kernel shows no " + ", no ".join(
+                name.replace("/", ".") for name in self.hidden_sysctls) + " here")
         if self.unset_sysctls:
             own += f"; NOT SET (tests relying on them may differ): {'; '.join(self.unset_sysctls)}"
         if self.remote:
@@ -523,6 +528,26 @@ class Lab:
         if self.private:
             return f"lab: private network, loopback only ({self.reason}){own}"
         return f"lab: none, the machine's own loopback and /etc/hosts ({self.reason})"
+
+
+def bare_syn(source, destination, source_port, destination_port):
+    """An IPv4 packet holding a TCP SYN, checksums done (RFC 793, RFC 791),
+    for a raw socket: a handshake the test starts and never completes."""
+    def checksum(data):
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+    src, dst = socket.inet_aton(source), socket.inet_aton(destination)
+    tcp = struct.pack("!HHIIBBHHH", source_port, destination_port, 1000 + source_port, 0,
+                      5 << 4, 0x02, 65535, 0, 0)
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP,
+                     0, src, dst)
+    return ip + tcp
 
 
 _the_lab = None

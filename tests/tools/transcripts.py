@@ -15,6 +15,11 @@ ordinary text: nobody runs it.  `<!-- transcript hosts=ipv4-only -->` runs
 it under the lab's other /etc/hosts (tests/lib/lab.py HOSTS_FILES); every other
 transcript runs under "stock", the lines Debian, Fedora and Docker ship
 (localhost: ::1, then 127.0.0.1), whatever the machine's says.
+`<!-- transcript needs=syn_linear_timeouts -->` says that what it shows
+needs a feature of the kernel (tests/lib/kernel.py), or `needs=services`
+the lab's own /etc/services (nc -v names ports from it): where the lab
+lacks it, the transcript is skipped (make test says why) and left as it is
+by --update.  `hosts=` comes first where a marker has both.
 
     <!-- transcript -->
     ```console
@@ -66,8 +71,11 @@ transcript runs under "stock", the lines Debian, Fedora and Docker ship
   timeout 5 ...); a command that does not is killed and the run fails.
   A background command must print its first line within 5 seconds.
 - Each transcript runs in a fresh process, alone: jobs, ports and TIME_WAIT
-  states never leak from one transcript into the next.  Environment:
-  LC_ALL=C, TERM=dumb, no terminal (stdin is /dev/null).
+  states never leak from one transcript into the next, and /tmp is its own
+  (an empty tmpfs), so a fixed name there never meets another run's file.
+  Environment: LC_ALL=C, TERM=dumb, no terminal (stdin is /dev/null), and a
+  normal user's PATH (/usr/local/bin:/usr/bin:/bin: no /sbin, so write
+  /sbin/sysctl, which a learner's shell needs too).
 - Tools available: bash, coreutils, nc (netcat-openbsd), ss (iproute2),
   strace, pgrep/ps (procps), lua5.4 (docs/lua/), python3, build/ programs,
   and `python3 tests/tools/packets.py -i lo --port 7777 &` for the packets
@@ -112,10 +120,12 @@ import sys
 import time
 
 from tests import ROOT
+from tests.lib import kernel
 from tests.lib import lab as lab_module   # entered only by --run-one
 
 MARKER = "<!-- transcript -->"
-MARKER_LINE = re.compile(r"^<!-- transcript(?: hosts=(?P<hosts>[\w-]+))? -->$")
+MARKER_LINE = re.compile(r"^<!-- transcript(?: hosts=(?P<hosts>[\w-]+))?"
+                         r"(?: needs=(?P<needs>[\w,]+))? -->$")
 DEFAULT_HOSTS = "stock"
 FENCE_OPEN = "```console"
 FENCE_CLOSE = "```"
@@ -144,9 +154,10 @@ class Transcript:
     entries: [{"where": "local"|"remote", "command": str, "output": [lines]}]
     """
 
-    def __init__(self, path, first_line, last_line, entries, hosts=DEFAULT_HOSTS):
+    def __init__(self, path, first_line, last_line, entries, hosts=DEFAULT_HOSTS, needs=()):
         self.path = path
         self.hosts = hosts              # the lab's /etc/hosts for this one
+        self.needs = tuple(needs)       # kernel features (tests/lib/kernel.py), or "services"
         self.first_line = first_line    # index of the first line inside the fence
         self.last_line = last_line      # index of the closing fence
         self.entries = entries
@@ -190,6 +201,11 @@ def find_transcripts(path):
         if hosts not in lab_module.HOSTS_FILES:
             raise ValueError(f"{where}: hosts={hosts}: the lab's hosts files are "
                              f"{', '.join(sorted(lab_module.HOSTS_FILES))}")
+        needs = marker.group("needs").split(",") if marker.group("needs") else []
+        unknown = [need for need in needs if need not in NEEDS]
+        if unknown:
+            raise ValueError(f"{where}: needs={','.join(unknown)}: a transcript may need "
+                             f"{', '.join(sorted(NEEDS))}")
         if i + 1 >= len(lines) or lines[i + 1].strip() != FENCE_OPEN:
             raise ValueError(f"{where}: {MARKER} must be followed at once by a {FENCE_OPEN} fence")
         start = i + 2
@@ -210,7 +226,7 @@ def find_transcripts(path):
                                  "the first command (commands start with '$ ' or 'other$ ')")
         if not entries:
             raise ValueError(f"{where}: a transcript without a command")
-        found.append(Transcript(path, start + 1, end, entries, hosts))
+        found.append(Transcript(path, start + 1, end, entries, hosts, needs))
         i = end + 1
     return found
 
@@ -385,13 +401,18 @@ def _all_asleep_by_scan(roots):
     return True
 
 
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 class Runner:
     def __init__(self, lab, build_dir=None):
         self.lab = lab
         self.build_dir = build_dir and os.path.abspath(build_dir)
         self.terminal = Terminal()      # the foreground commands' output
         self.jobs = []                  # (Popen, Terminal), in job order: %1 is jobs[0]
-        self.env = dict(os.environ, LC_ALL="C", TERM="dumb")
+        # A normal user's PATH (Debian's, without /usr/sbin and /sbin), whoever
+        # runs this: a lesson's command must work from a learner's shell.
+        self.env = dict(os.environ, LC_ALL="C", TERM="dumb", PATH=USER_PATH)
         self.env.pop("COLUMNS", None)
 
     def _argv(self, where, command):
@@ -534,31 +555,54 @@ class Runner:
                     job.wait()
 
 
-def run_in_fresh_lab(entries, build_dir=None, timeout=120, hosts=DEFAULT_HOSTS):
+def run_in_fresh_lab(entries, build_dir=None, timeout=120, hosts=DEFAULT_HOSTS, needs=()):
     """Run a transcript's commands in a new process and a new lab, whose
-    /etc/hosts is the lab's file `hosts`.
+    /etc/hosts is the lab's file `hosts`, where it has what `needs` names.
 
     Returns {"outputs": [[lines] per command], "error": str|None,
+             "missing": why it cannot show what the lesson shows here, or None,
              "lab": describe(), "remote": bool, "private": bool}.
     """
-    request = json.dumps({"entries": entries, "build_dir": build_dir, "hosts": hosts})
+    request = json.dumps({"entries": entries, "build_dir": build_dir, "hosts": hosts,
+                          "needs": list(needs)})
     result = subprocess.run([sys.executable, "-m", "tests.tools.transcripts", "--run-one"],
                             cwd=ROOT, input=request, capture_output=True, text=True,
                             timeout=timeout)
     if result.returncode != 0:
         return {"outputs": [], "error": f"the runner failed: {result.stderr.strip()}",
-                "lab": "", "remote": False, "private": False}
+                "missing": None, "lab": "", "remote": False, "private": False}
     return json.loads(result.stdout)
+
+
+# What a transcript may need (<!-- transcript needs=NAME,... -->): a kernel
+# feature (tests/lib/kernel.py), or "services", the lab's own /etc/services,
+# which it can put in place only where the machine has one (netbase).
+NEEDS = set(kernel.FEATURES) | {"services"}
+
+
+def missing_here(lab, needs):
+    """Why this lab cannot show what a transcript needing `needs` shows, or None."""
+    for need in needs:
+        if need == "services" and not lab.services:
+            return ("needs /etc/services, which the lab replaces with its own: this machine "
+                    "has none (Debian: sudo apt-get install netbase)")
+        if need in kernel.FEATURES and kernel.probe(lab, [need])[need] is False:
+            return kernel.lacks(need)
+    return None
 
 
 def _run_one():
     request = json.load(sys.stdin)
     lab = lab_module.enter(request["hosts"])   # still one thread, as the lab needs
-    answer = {"lab": lab.describe(), "remote": lab.remote, "private": lab.private}
+    answer = {"lab": lab.describe(), "remote": lab.remote, "private": lab.private,
+              "missing": None}
     if not lab.private or not lab.names or (not lab.remote and any(
             e["where"] == "remote" for e in request["entries"])):
         answer.update(outputs=[], error=f"cannot run here: {lab.describe()}")
+    elif missing_here(lab, request["needs"]):
+        answer.update(outputs=[], error=None, missing=missing_here(lab, request["needs"]))
     else:
+        lab.private_tmp()   # a /tmp of its own: a fixed name never meets another run's
         outputs, error = Runner(lab, request["build_dir"]).run(request["entries"])
         answer.update(outputs=outputs, error=error)
     lab.close()
@@ -590,8 +634,12 @@ def compare(transcript, outputs):
 
 
 def check_transcript(transcript, build_dir=None):
-    """Run it; returns (status, message): "ok", "differs", "failed" or "cannot run"."""
-    result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts)
+    """Run it; returns (status, message): "ok", "differs", "failed", "cannot run", or
+    "skipped" where the lab lacks what it needs (the message says what)."""
+    result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts,
+                              needs=transcript.needs)
+    if result["missing"]:
+        return "skipped", result["missing"]
     if result["error"] and result["error"].startswith("cannot run here"):
         return "cannot run", result["error"]
     if result["error"]:
@@ -611,7 +659,11 @@ def update_file(path, build_dir=None, log=print):
     changed = 0
     # From the last to the first, so earlier line numbers stay right.
     for transcript in reversed(find_transcripts(path)):
-        result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts)
+        result = run_in_fresh_lab(transcript.entries, build_dir, hosts=transcript.hosts,
+                                  needs=transcript.needs)
+        if result["missing"]:
+            log(f"{transcript.name}: left as it is: {result['missing']}")
+            continue
         if result["error"]:
             log(f"{transcript.name}: NOT UPDATED: {result['error']}")
             problems += 1
@@ -660,7 +712,7 @@ def main():
             print(f"{transcript.name}: {status}")
             if message:
                 print(message)
-            if status != "ok":
+            if status not in ("ok", "skipped"):
                 problems += 1
     print(f"{count} transcript(s) in {len(files)} file(s), {problems} problem(s), "
           f"{time.monotonic() - started:.1f} s")
