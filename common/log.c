@@ -56,19 +56,35 @@ static void give_up(struct server_log *log)
 
 static bool append_dropped(struct server_log *log, size_t more);
 
+/* How much of the waiting lines to write at once: at most PIPE_BUF bytes,
+ * ending at a newline.  A pipe takes a write of at most PIPE_BUF bytes
+ * whole or not at all (man 7 pipe), with O_NONBLOCK too, and a bigger one
+ * may stop in the middle of a line, with another writer's bytes (stderr,
+ * under 2>&1) after it; poll()'s POLLOUT promises room for PIPE_BUF bytes,
+ * no more.  Every line is shorter than PIPE_BUF (log_line cuts it). */
+static size_t next_write_size(const struct server_log *log)
+{
+    size_t size = log->end - log->start;
+    if (size <= PIPE_BUF)
+        return size;
+    const char *last = NULL;
+    for (const char *p = log->buffer + log->start; p < log->buffer + log->start + PIPE_BUF; p++)
+        if (*p == '\n')
+            last = p;
+    return last ? (size_t)(last - (log->buffer + log->start)) + 1 : PIPE_BUF;
+}
+
 /* Writes what stdout takes now of the waiting lines. */
 static void write_waiting(struct server_log *log)
 {
     while (log_pending(log)) {
-        size_t size = log->end - log->start;
+        size_t size = next_write_size(log);
         if (log->poll_first) {
             /* A blocking descriptor: poll() says whether a write of up to
              * PIPE_BUF bytes finds room; any bigger one might wait for it. */
             struct pollfd out = { .fd = log->fd, .events = POLLOUT };
             if (poll(&out, 1, 0) < 1)
                 return;
-            if (size > PIPE_BUF)
-                size = PIPE_BUF;
         }
         ssize_t written = write(log->fd, log->buffer + log->start, size);
         if (written > 0)

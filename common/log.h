@@ -23,9 +23,11 @@
  * stdout's file anew instead, through /proc/self/fd/1 (Linux), which gives a
  * description of our own, non-blocking.  Where that cannot be done (no
  * /proc, as on macOS and the BSDs; a socket, which cannot be opened by
- * path), it asks poll() before each write of at most PIPE_BUF bytes.  A
- * regular file is written as it is: O_NONBLOCK means nothing to it (man 2
- * open), and it never waits for a reader.
+ * path), it asks poll() before each write.  Every write is of at most
+ * PIPE_BUF bytes, ending at a newline: a pipe takes such a write whole or
+ * not at all (man 7 pipe), so a line is never cut in two, even with another
+ * writer on the same pipe.  A regular file is written as it is: O_NONBLOCK
+ * means nothing to it (man 2 open), and it never waits for a reader.
  *
  *     struct server_log log;
  *     log_open(&log);

@@ -9,11 +9,13 @@ with (tests/lib/registry.py), those marked lua_twin on the Lua twins too.
 """
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
 import socket
 import subprocess
+import termios
 import time
 
 import pytest
@@ -123,6 +125,83 @@ def test_a_stdout_nobody_reads_never_stops_the_serving(step, program, lab, kind)
         proc.stderr.close()
         if not out.draining:
             out.close()
+
+
+# Every line the loop steps print here, whole (a cut line leaves a piece
+# that is none of them).
+SERVER_LINE = re.compile(r"accepted \S+:\d+ \(fd \d+\)|closed \S+:\d+: .+|listening on \S+:\d+"
+                         r"|frames: \d+/s, clients: \d+, late frames: \d+"
+                         r"|log: \d+ lines dropped \(stdout was not being read\)|stopping on SIG[A-Z]+")
+
+
+@pytest.mark.idea("log")
+def test_a_line_is_never_cut_in_two_on_a_pipe_it_shares(step, program, lab):
+    # Lesson 7: the log writes at most PIPE_BUF bytes at a time, ending at a
+    # newline, and a pipe takes such a write whole or not at all.  A bigger
+    # write into a pipe with one page of room stops in the middle of a line,
+    # and whatever another writer of the same pipe writes then (here the
+    # test, "MARK"; a server's stderr under 2>&1) lands inside it.
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(program(step).argv + ["127.0.0.1", "0"], stdout=write_end,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    command = program(step).command(["127.0.0.1", "0"]) + " > (a pipe the test writes to too)"
+    text = b""
+    try:
+        os.set_blocking(read_end, False)
+        deadline = time.monotonic() + 5
+        while b"listening on 127.0.0.1:" not in text or not text.endswith(b"\n"):
+            assert time.monotonic() < deadline, f"no 'listening on' line: {text!r}"
+            try:
+                text += os.read(read_end, 4096)
+            except BlockingIOError:
+                time.sleep(0.01)   # polling with a deadline
+        port = int(re.search(rb"listening on 127\.0\.0\.1:(\d+)", text)[1])
+        # Nobody reads: the pipe (64 KiB) fills, then the log's own buffer.
+        # 50 clients at a time (step 6 takes them in a frame).
+        for _ in range(30):
+            batch = [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(50)]
+            for sock in batch:
+                sock.sendall(b"x")
+            for sock in batch:
+                assert recv_exactly(sock, 1, timeout=3) == b"x"
+                sock.close()
+        # Now a page of room at a time, taken first by a line of the test's
+        # own, as a blocking writer waiting for room would, then by the
+        # server's next write (it tries again every 50 ms: LOG_RETRY_MS).
+        os.set_blocking(write_end, False)
+        for _ in range(30):
+            text += os.read(read_end, 4096)
+            waiting = fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0")
+            os.write(write_end, b"MARK\n")
+            settle = time.monotonic() + 0.5
+            while time.monotonic() < settle and fcntl.ioctl(
+                    read_end, termios.FIONREAD, b"\0\0\0\0") == waiting:
+                time.sleep(0.005)   # polling with a deadline
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                chunk = os.read(read_end, 65536)
+            except BlockingIOError:
+                if proc.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, "the server did not stop within 10 s"
+                time.sleep(0.01)   # polling with a deadline
+                continue
+            text += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(write_end)
+        os.close(read_end)
+    lines = text.decode(errors="replace").splitlines()
+    broken = [line for line in lines if line != "MARK" and not SERVER_LINE.fullmatch(line)]
+    assert lines.count("MARK") >= 10 and not broken, explain(
+        step, command, "each of its lines whole, with the test's own 'MARK' lines between them",
+        f"{len(broken)} lines cut or mixed, e.g. {broken[:3]!r} ({lines.count('MARK')} MARK lines)",
+        "a write of more than PIPE_BUF bytes to a pipe with less room stops mid-line: write at "
+        "most PIPE_BUF bytes at a time, ending at a newline (common/log.c)")
 
 
 def echo_once_port(port):
