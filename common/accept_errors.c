@@ -8,7 +8,8 @@ bool accept_error_is_temporary(int errnum)
     switch (errnum) {
     case ECONNABORTED:
     case EINTR:
-    /* man 2 accept, "Error handling": pending network errors, for TCP/IP. */
+    /* man 2 accept, "Error handling": pending network errors, for TCP/IP
+     * (other systems' TCP; Linux's never returns them: accept_errors.h). */
     case ENETDOWN:
     case EPROTO:
     case ENOPROTOOPT:

@@ -1,20 +1,23 @@
 /*
  * accept_errors.h -- which accept() failures a server should shrug off.
  *
- * A failed accept() is usually about ONE client, not about the server:
+ * man 2 accept ("Error handling") says a failed accept() may be about ONE
+ * client, and to try again:
  *
- *   - ECONNABORTED: the client gave up while it waited in the queue.
- *   - Linux also hands a queued connection's pending network error to
- *     accept() itself, where other systems would deliver it on the new
- *     socket.  man 2 accept ("Error handling") says to treat these like
- *     EAGAIN, that is, to try again: for TCP/IP they are ENETDOWN, EPROTO,
- *     ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP and
- *     ENETUNREACH.
+ *   - ECONNABORTED: the client gave up while it waited in the queue;
+ *   - the "pending network errors" ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN,
+ *     ENONET, EHOSTUNREACH, EOPNOTSUPP and ENETUNREACH;
  *   - EINTR: a signal arrived while accept() waited.
  *
- * Any other error (EBADF, EINVAL, EMFILE, ENOBUFS ...) says something about
- * the server or the whole system, and is the caller's to decide.  Step 5 and
- * common/connections.c (steps 6-8) use this one list.
+ * Linux TCP raises none of the first two kinds: it hands out every queued
+ * connection whatever became of it (a reset shows on the new socket, at
+ * its first read or write), and drops a half-open one that draws an ICMP
+ * error before it is queued (tcp_req_err(): "POSIX does not want network
+ * errors returned from accept()").  The list is kept for the systems that
+ * do, and costs nothing here.  What Linux TCP's accept() does fail with is
+ * about the server or the whole system (EMFILE, ENFILE, ENOMEM, ENOBUFS,
+ * EPERM from a security module, EBADF, EINVAL), and is the caller's to
+ * decide.  Step 5 and common/connections.c (steps 6-8) use this one list.
  */
 #ifndef ACCEPT_ERRORS_H
 #define ACCEPT_ERRORS_H

@@ -22,7 +22,8 @@
  *     connections cannot starve the clients already connected.  The one over
  *     max_clients is sent one line and closed, found out without a search.  Temporary accept()
  *     failures never end the server: ECONNABORTED and the other errors
- *     accept_errors.h lists (man 2 accept says retry them) are skipped;
+ *     accept_errors.h lists (man 2 accept says retry them; Linux TCP
+ *     returns none) are skipped;
  *     EMFILE/ENFILE (out of descriptors) use a spare descriptor kept open for
  *     the purpose (close it, accept, send one line, close, reopen it), so the
  *     waiting client leaves the queue and the loop does not spin on it.  If

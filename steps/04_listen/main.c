@@ -13,8 +13,9 @@
  * handshake's last ACK that finds the queue full is dropped too, after the
  * client's connect() has returned (a reset instead if tcp_abort_on_overflow
  * is 1).  Half-open connections (SYN received, last ACK not yet) wait in a
- * second queue, bounded by the same BACKLOG; beyond it the kernel answers
- * with SYN cookies (net.ipv4.tcp_syncookies).  docs/04_listen.md shows both.
+ * second queue, bounded by BACKLOG too (BACKLOG+1 since Linux 6.13 and the
+ * stable kernels it went back to); beyond it the kernel answers with SYN
+ * cookies (net.ipv4.tcp_syncookies).  docs/04_listen.md shows both.
  *
  *     build/04_listen 127.0.0.1 7777 2     listening on 127.0.0.1:7777
  *     ss -ltn 'sport = :7777'              Recv-Q = queued, Send-Q = the limit, 2

@@ -17,10 +17,11 @@
  * or sends and never reads its echo (once the kernel's buffers are full,
  * we wait in write()).  Step 6 fixes that.
  *
- * accept() failing is usually about one client: Linux reports a queued
- * connection's pending network error from accept() itself, and man 2
- * accept says to try again (common/accept_errors.h lists them).  Any other
- * failure (EBADF, EMFILE ...) is about the server: one line, exit 1.
+ * man 2 accept says some failures are about one client and to try again
+ * (common/accept_errors.h lists them; Linux TCP returns none of them but
+ * EINTR: a client that reset is handed out, and its reset shows at our
+ * first read).  Any other failure (EMFILE, EBADF ...) is about the server:
+ * one line, exit 1.
  *
  *     build/05_accept                  listening on [::1]:7777 (stock /etc/hosts)
  *     nc localhost 7777                type a line: it comes back (nc tries

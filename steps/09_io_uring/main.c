@@ -44,8 +44,9 @@
  * io_uring is Linux's, and this step needs Linux 6.0 or later (multishot
  * recv).  A system may turn io_uring off (sysctl kernel.io_uring_disabled,
  * Linux 6.6 on): then this step says so at start, and steps 7-8 are the
- * servers to use.  It is built with liburing 2.2 or later (Debian:
- * liburing-dev); without it, the Makefile skips this step in one line.
+ * servers to use.  It is built with liburing 2.3 or later (Debian 12:
+ * liburing-dev), for io_uring_prep_recv_multishot; without it, the Makefile
+ * skips this step in one line.
  *
  *     build/09_io_uring --quiet            listening on [::1]:7777
  *                                          listening on 127.0.0.1:7777
