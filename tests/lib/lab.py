@@ -31,6 +31,10 @@ gives the same answers on a learner's laptop as here:
   nscd's socket is hidden, since nscd would answer from outside the namespace.
   LAB_HOSTS=ipv4-only in the environment picks the other hosts file for a
   whole run; use_hosts() switches it for one test.
+- /tmp: the lab's own, an empty tmpfs in its mount namespace, so nothing
+  another user or run left there (a /tmp/pytest-of-root, a file a lesson
+  names) meets the tests; the labs made inside it share it.
+- /etc/services: Debian's lines for the ports the lessons use (SERVICES).
 - Kernel settings (SYSCTLS): a new network namespace starts from the kernel's
   defaults, and copies a few (tcp_rmem, tcp_wmem) from the machine's, which
   a learner's kernel or distribution may have changed.  The lab sets every
@@ -260,6 +264,9 @@ def hosts_name():
     return name
 
 
+# Set in the environment once a lab has put a /tmp of its own in place.
+PRIVATE_TMP = "LAB_PRIVATE_TMP"
+
 # What a learner reads where the kernel refuses the lab's user namespace.
 NO_USER_NAMESPACES = (
     "no private network namespace ({error}): this machine refuses unprivileged user "
@@ -288,12 +295,14 @@ class Lab:
         self._remote_keeper = None
         self._remote_ns = None
         self._home_ns = None
+        self._top = False      # made its own user namespace (not a lab inside a lab)
 
     # -- making it ---------------------------------------------------------
 
     def _enter_private_network(self):
         uid, gid = os.getuid(), os.getgid()
         if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0:
+            self._top = True
             with open("/proc/self/setgroups", "w") as f:
                 f.write("deny")
             with open("/proc/self/uid_map", "w") as f:
@@ -316,6 +325,13 @@ class Lab:
         # First, so that nothing mounted here shows in the machine's namespace
         # (as real root without a user namespace, mounts would propagate).
         _mount("none", "/", flags=MS_REC | MS_PRIVATE)
+        if self._top and not os.environ.get(PRIVATE_TMP):
+            # A /tmp of the run's own, shared by the labs made inside this one
+            # and by the programs it starts, a pytest run by make check among
+            # them (the environment says it is there): another user's
+            # /tmp/pytest-of-root, or a file a lesson names, is not here.
+            self.private_tmp()
+            os.environ[PRIVATE_TMP] = "1"
         files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
                  "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF,
                  "/etc/resolv.conf": RESOLV_CONF, "/etc/services": SERVICES}
@@ -351,7 +367,7 @@ class Lab:
         """An empty /tmp of the lab's own, in its mount namespace, for what it
         runs from now on (a transcript writing /tmp/NAME never meets a file of
         another run, or of another user of this machine)."""
-        if not self.names:
+        if not self.private:
             raise RuntimeError(f"the lab has no mount namespace of its own: {self.reason}")
         _mount("lab-tmp", "/tmp", fstype="tmpfs")
 

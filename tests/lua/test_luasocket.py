@@ -28,7 +28,7 @@ import pytest
 
 from tests import ROOT
 from tests.lib.programs import (ADDRESS_LINE, REPORT, LuaProgram, LuaSnippet, Server,
-                                explain, lua_missing, process_state,
+                                cpu_wait_seconds, explain, lua_missing, process_state,
                                 sockets_in_state, wait_until)
 
 pytestmark = [pytest.mark.lua, pytest.mark.skipif(bool(lua_missing()), reason=lua_missing() or "-")]
@@ -445,24 +445,41 @@ def test_the_host_keeps_its_frames_when_the_wall_clock_jumps(clock_jump_library,
         with client:
             client.sendall(b"before")
             before = client.recv(6)
-            reports, start = [], 0
-            while len(reports) < 4:      # the jump comes 1.5 s in: reports 2-4 follow it
+            # The jump comes 1.5 s in: the reports after the first follow it.
+            # A second in which the host waited for a CPU (schedstat) long
+            # enough to account for half of what it lacks measures the
+            # machine, not the host: set aside, as test_06_frame_loop.py's
+            # Seconds does (the whole suite on 2 cores made such seconds,
+            # with 2-5 late frames, and this test failed there).
+            match = server.wait_for_line(REPORT, timeout=5)
+            start = server.lines.index(match.string) + 1
+            reports, busy, mark = [match], [], cpu_wait_seconds(server.pid)
+            while len(reports) < 4 and len(busy) <= 5:
                 match = server.wait_for_line(REPORT, timeout=5, start=start)
                 start = server.lines.index(match.string, start) + 1
-                reports.append(match)
+                now = cpu_wait_seconds(server.pid)
+                waited, mark = now - mark, now
+                lacking = max(0, 60 - int(match["rate"])) + int(match["late"])
+                steady = 50 <= int(match["rate"]) <= 65 and int(match["late"]) <= 1
+                if steady or waited * 60 < lacking * 0.5:
+                    reports.append(match)
+                else:
+                    busy.append(f"{match.string!r} (it waited {waited * 1000:.0f} ms for a CPU)")
             client.sendall(b"after")
             after = client.recv(5)
     shown = f"LD_PRELOAD=clock_jump.so CLOCK_JUMP=1.5:{jump} {server.command}"
     rates = [int(match["rate"]) for match in reports[1:]]
     late = sum(int(match["late"]) for match in reports[1:])
     idle = [line for line in server.lines if "idle" in line]
-    assert all(50 <= rate <= 65 for rate in rates) and late <= 2 and not idle, explain(
-        "06_frame_loop", shown,
-        f"after the wall clock jumps {jump:+d} s: frames at 60/s, no late frames, "
-        "the connected client not closed as idle",
-        "reports " + "; ".join(match.string for match in reports) + f"; idle lines {idle!r}",
-        "the host's deadlines follow socket.gettime() as it is (common.clock() must take "
-        "the jump out)")
+    assert len(reports) == 4 and all(50 <= rate <= 65 for rate in rates) and late <= 2 \
+        and not idle, explain(
+            "06_frame_loop", shown,
+            f"after the wall clock jumps {jump:+d} s: frames at 60/s, no late frames, "
+            "the connected client not closed as idle",
+            "reports " + "; ".join(match.string for match in reports) + f"; idle lines {idle!r}"
+            + (f"; set aside, the machine busy: {'; '.join(busy)}" if busy else ""),
+            "the host's deadlines follow socket.gettime() as it is (common.clock() must take "
+            "the jump out)")
     assert (before, after) == (b"before", b"after"), explain(
         "06_frame_loop", shown, "the client is echoed before and after the jump",
         f"{before!r}, {after!r}")
