@@ -460,7 +460,7 @@ def test_the_host_keeps_its_frames_when_the_wall_clock_jumps(clock_jump_library,
                 now = cpu_wait_seconds(server.pid)
                 waited, mark = now - mark, now
                 lacking = max(0, 60 - int(match["rate"])) + int(match["late"])
-                steady = 50 <= int(match["rate"]) <= 65 and int(match["late"]) <= 1
+                steady = 50 <= int(match["rate"]) <= 65
                 if steady or waited * 60 < lacking * 0.5:
                     reports.append(match)
                 else:
@@ -468,13 +468,16 @@ def test_the_host_keeps_its_frames_when_the_wall_clock_jumps(clock_jump_library,
             client.sendall(b"after")
             after = client.recv(5)
     shown = f"LD_PRELOAD=clock_jump.so CLOCK_JUMP=1.5:{jump} {server.command}"
+    # The frame rate, not the late frames, is what a jump not taken out
+    # shows: a jump back stops the frames (no report for an hour), and a jump
+    # forward skips every deadline it passed (a second of far fewer frames)
+    # and makes the client idle.  A busy machine makes a frame late now and
+    # then (1 a second, seen under .ci/run) without either.
     rates = [int(match["rate"]) for match in reports[1:]]
-    late = sum(int(match["late"]) for match in reports[1:])
     idle = [line for line in server.lines if "idle" in line]
-    assert len(reports) == 4 and all(50 <= rate <= 65 for rate in rates) and late <= 2 \
-        and not idle, explain(
+    assert len(reports) == 4 and all(50 <= rate <= 65 for rate in rates) and not idle, explain(
             "06_frame_loop", shown,
-            f"after the wall clock jumps {jump:+d} s: frames at 60/s, no late frames, "
+            f"after the wall clock jumps {jump:+d} s: frames at 60/s, "
             "the connected client not closed as idle",
             "reports " + "; ".join(match.string for match in reports) + f"; idle lines {idle!r}"
             + (f"; set aside, the machine busy: {'; '.join(busy)}" if busy else ""),
