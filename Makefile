@@ -9,6 +9,8 @@
 #   make test CC=clang    the same built by clang, in build/clang/
 #   make CC=musl-gcc      every step built against musl (not step 9), in build/musl/
 #   make test-musl        that build, then steps 1-5's tests (and 6-8's echo tests) on it
+#   make test-user        the suite as a learner runs it: a normal user, a normal PATH
+#                         (as root: as TEST_USER, default nobody, in a copy it owns)
 #   make valgrind         steps 5-8's echo tests, each server under valgrind (memcheck)
 #   make analyze          cppcheck, clang-tidy (.clang-tidy) and gcc -fanalyzer: any
 #                         finding fails it
@@ -202,6 +204,16 @@ test: all test-helpers
 	fi; \
 	set -x; $(PYTHON) -m pytest -p no:cacheprovider $(TESTS) --steps-dir=$(BUILD) --helpers-dir=$(HELPERS) \
 	    $(RUN_UNDER_OPTION) $$parallel $(PYTEST_ARGS)
+
+# The suite as a learner runs it: as a normal user (TEST_USER; as root, in a
+# copy of the course that user owns), with a normal Debian user's PATH (no
+# /usr/sbin) and a clean environment (tests/tools/as-learner).  CI runs its
+# gcc build so, as the user "learner".
+TEST_USER ?= nobody
+.PHONY: test-user
+test-user:
+	tests/tools/as-learner $(TEST_USER) make test LAB_HOSTS=$(LAB_HOSTS) \
+	    $(if $(PYTEST_ARGS),PYTEST_ARGS='$(PYTEST_ARGS)')
 
 # musl, the other C library of Linux (Alpine; Debian: musl-tools): steps 1-5's
 # tests, and tcp_server_create()'s, against build/musl.  Step 9 is not built
