@@ -31,9 +31,10 @@ gives the same answers on a learner's laptop as here:
   nscd's socket is hidden, since nscd would answer from outside the namespace.
   LAB_HOSTS=ipv4-only in the environment picks the other hosts file for a
   whole run; use_hosts() switches it for one test.
-- /tmp: the lab's own, an empty tmpfs in its mount namespace, so nothing
-  another user or run left there (a /tmp/pytest-of-root, a file a lesson
-  names) meets the tests; the labs made inside it share it.
+- Temporary files: a folder of the run's own (TMPDIR), which the labs made
+  inside it share, so nothing another user left in /tmp (a
+  /tmp/pytest-of-root: in the lab everyone is uid 0) meets the tests; a
+  transcript gets an empty /tmp of its own (private_tmp()).
 - /etc/services: Debian's lines for the ports the lessons use (SERVICES).
 - Kernel settings (SYSCTLS): a new network namespace starts from the kernel's
   defaults, and copies a few (tcp_rmem, tcp_wmem) from the machine's, which
@@ -54,6 +55,7 @@ so that workers never see each other's (tests/conftest.py).  The threads
 and processes the calling thread starts afterwards are in the lab with it.
 """
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -264,7 +266,7 @@ def hosts_name():
     return name
 
 
-# Set in the environment once a lab has put a /tmp of its own in place.
+# Set in the environment once a lab has made the run's temporary folder.
 PRIVATE_TMP = "LAB_PRIVATE_TMP"
 
 # What a learner reads where the kernel refuses the lab's user namespace.
@@ -326,12 +328,15 @@ class Lab:
         # (as real root without a user namespace, mounts would propagate).
         _mount("none", "/", flags=MS_REC | MS_PRIVATE)
         if self._top and not os.environ.get(PRIVATE_TMP):
-            # A /tmp of the run's own, shared by the labs made inside this one
-            # and by the programs it starts, a pytest run by make check among
-            # them (the environment says it is there): another user's
-            # /tmp/pytest-of-root, or a file a lesson names, is not here.
-            self.private_tmp()
-            os.environ[PRIVATE_TMP] = "1"
+            # A temporary folder of the run's own (TMPDIR), shared by the labs
+            # made inside this one and by the programs it starts, a pytest run
+            # by make check among them: another user's /tmp/pytest-of-root is
+            # not ours to use (our uid is 0 in the lab, whoever we are).
+            # Removed at exit, after whatever else cleans up in it (pytest's
+            # own atexit handlers come later, so run earlier).
+            folder = tempfile.mkdtemp(prefix="lab-tmp-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            os.environ["TMPDIR"] = os.environ[PRIVATE_TMP] = tempfile.tempdir = folder
         files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
                  "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF,
                  "/etc/resolv.conf": RESOLV_CONF, "/etc/services": SERVICES}
@@ -370,6 +375,7 @@ class Lab:
         if not self.private:
             raise RuntimeError(f"the lab has no mount namespace of its own: {self.reason}")
         _mount("lab-tmp", "/tmp", fstype="tmpfs")
+        os.environ["TMPDIR"] = tempfile.tempdir = "/tmp"   # the run's folder is hidden now
 
     def use_hosts(self, name):
         """Make the lab's /etc/hosts the HOSTS_FILES entry `name` (from the
