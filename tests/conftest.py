@@ -14,7 +14,13 @@ otherwise:
 Tests whose outcome depends on what localhost is take the `hosts` fixture
 and run under both files, whatever LAB_HOSTS says.  Where the lab cannot be
 made, the tests that need it are skipped with the reason; under CI (CI=true)
-nothing may be skipped.
+nothing may be skipped but what the running kernel is expected to lack
+(tests/lib/kernel.py: a test marked kernel(FEATURE) skips naming it).
+
+A test's `step` comes from the registry of steps and ideas
+(tests/lib/registry.py): pytest_generate_tests gives it every step whose
+program has the ideas of its @pytest.mark.idea(...) marks, and a test
+marked lua_twin runs on the Lua twins too (implementation "lua").
 
 In parallel, with pytest-xdist (make test does it when it is installed):
 
