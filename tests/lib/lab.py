@@ -368,13 +368,24 @@ class Lab:
         self.hosts = hosts
         self.names = True
 
-    def private_tmp(self):
+    def private_tmp(self, keep=()):
         """An empty /tmp of the lab's own, in its mount namespace, for what it
         runs from now on (a transcript writing /tmp/NAME never meets a file of
-        another run, or of another user of this machine)."""
+        another run, or of another user of this machine).  The folders in
+        `keep` that are under /tmp (a clone of the course there, its build
+        folder) are mounted back in it, at the same paths."""
         if not self.private:
             raise RuntimeError(f"the lab has no mount namespace of its own: {self.reason}")
+        kept = {}
+        for path in keep:
+            path = os.path.realpath(path)
+            if path.startswith("/tmp/") and os.path.isdir(path):
+                kept[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
         _mount("lab-tmp", "/tmp", fstype="tmpfs")
+        for path, fd in sorted(kept.items()):
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, flags=MS_BIND | MS_REC)
+            os.close(fd)
         os.environ["TMPDIR"] = tempfile.tempdir = "/tmp"   # the run's folder is hidden now
 
     def use_hosts(self, name):

@@ -602,7 +602,8 @@ def _run_one():
     elif missing_here(lab, request["needs"]):
         answer.update(outputs=[], error=None, missing=missing_here(lab, request["needs"]))
     else:
-        lab.private_tmp()   # a /tmp of its own: a fixed name never meets another run's
+        # A /tmp of its own: a fixed name never meets another run's file.
+        lab.private_tmp(keep=[ROOT] + ([request["build_dir"]] if request["build_dir"] else []))
         outputs, error = Runner(lab, request["build_dir"]).run(request["entries"])
         answer.update(outputs=outputs, error=error)
     lab.close()
