@@ -67,11 +67,12 @@ static size_t next_write_size(const struct server_log *log)
     size_t size = log->end - log->start;
     if (size <= PIPE_BUF)
         return size;
-    const char *last = NULL;
-    for (const char *p = log->buffer + log->start; p < log->buffer + log->start + PIPE_BUF; p++)
-        if (*p == '\n')
-            last = p;
-    return last ? (size_t)(last - (log->buffer + log->start)) + 1 : PIPE_BUF;
+    /* The last newline of the first PIPE_BUF bytes, looked for from the end:
+     * a line is shorter than 512 bytes, so it is near. */
+    for (size = PIPE_BUF; size > 0; size--)
+        if (log->buffer[log->start + size - 1] == '\n')
+            return size;
+    return PIPE_BUF;
 }
 
 /* Writes what stdout takes now of the waiting lines. */
