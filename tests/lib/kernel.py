@@ -7,15 +7,17 @@ such feature is named here, with what a test sees without it, and the lab
 probes for it once: by trying it, never by reading the version string
 (distributions backport fixes, and a sysctl can be hidden or turned off).
 
-A test that depends on one is marked with it,
+A test that checks what a kernel without the feature does instead takes
+the `kernel_has` fixture (test_04_listen.py: the somaxconn cap, the SYN
+queue, the SYN resends; step 9's io_uring, through the registry); one with
+nothing to check instead is marked
 
     @pytest.mark.kernel("somaxconn_sysctl")
 
-and a transcript says it in its marker, <!-- transcript kernel=NAME -->.
-Where the kernel lacks it, the test checks what that kernel does instead
-when the lesson says (the SYN resends, the SYN queue), or is skipped with a
-line naming the feature.  Under CI (conftest.py) a skip is a failure unless
-its feature is in EXPECTED_MISSING for the kernel the run is on.
+and a transcript says it in its marker, <!-- transcript needs=NAME -->:
+where the kernel lacks it, they are skipped with a line naming the
+feature.  Under CI (conftest.py) a skip is a failure unless its feature is
+in EXPECTED_MISSING for the kernel the run is on.
 """
 
 import ctypes
