@@ -4,7 +4,6 @@
 #include "address.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +12,6 @@
 /* The one piece of global state in the course: a signal handler can talk to
  * the loop it interrupted in no other way.  Private to this file. */
 static volatile sig_atomic_t stop_signal;
-static int stop_pipe[2] = { -1, -1 };   /* [0] read end, [1] write end */
 
 /* err = "CALL: ENAME (strerror text)"; returns -1, as the caller will. */
 static int failed(char *err, size_t err_size, const char *call, int errnum)
@@ -68,7 +66,7 @@ static void exit_now(int signal_number)
 
 /* No SA_RESTART: a blocked accept() or poll() returns EINTR, so a loop
  * sees the request at once. */
-static int handle_stop_signals(void (*handler)(int), char *err, size_t err_size)
+int handle_stop_signals(void (*handler)(int), char *err, size_t err_size)
 {
     if (ignore_sigpipe(err, err_size) == -1)
         return -1;
@@ -89,40 +87,19 @@ int exit_on_stop_signals(char *err, size_t err_size)
     return handle_stop_signals(exit_now, err, err_size);
 }
 
-static void on_stop_signal(int signal_number)
+void note_stop_signal(int signal_number)
 {
-    int saved_errno = errno;   /* the interrupted code may be about to read it */
     stop_signal = signal_number;
-    /* Wake a poll() that has the pipe in its list.  Non-blocking: if the pipe
-     * is somehow full, it is readable already. */
-    ssize_t written = write(stop_pipe[1], "", 1);
-    (void)written;
-    errno = saved_errno;
 }
 
 int catch_stop_signals(char *err, size_t err_size)
 {
-    /* The pipe first, then the handler that writes to it: a signal can come
-     * the moment the handler is in place, and must find the pipe there. */
-    if (stop_pipe[0] == -1) {
-        if (pipe(stop_pipe) == -1)
-            return failed(err, err_size, "pipe", errno);
-        for (int i = 0; i < 2; i++)
-            if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) == -1
-                || fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) == -1)
-                return failed(err, err_size, "fcntl (stop pipe)", errno);
-    }
-    return handle_stop_signals(on_stop_signal, err, err_size);
+    return handle_stop_signals(note_stop_signal, err, err_size);
 }
 
 bool stop_requested(void)
 {
     return stop_signal != 0;
-}
-
-int stop_signal_fd(void)
-{
-    return stop_pipe[0];
 }
 
 const char *stop_signal_name(void)

@@ -13,11 +13,9 @@
  *   race: a signal landing just before accept() would wait for a client.
  * - Servers with an event loop call catch_stop_signals(): SIGINT/SIGTERM then
  *   interrupt the waiting call (EINTR) and stop_requested() turns true.  A
- *   loop that sleeps in poll() or epoll_wait() without a bound also watches
- *   stop_signal_fd(), a pipe the handler writes a byte into: a signal that
- *   lands after the loop's stop_requested() test, but before it goes to
- *   sleep, then still wakes it (the "self-pipe trick").  catch_stop_signals()
- *   makes the pipe before it installs the handler that writes to it.
+ *   loop that sleeps without a bound needs more, the "self-pipe trick" of
+ *   step 7 (steps/07_poll/stop_pipe.h; for step 9, common/stop_pipe.h): its
+ *   handler calls note_stop_signal() and writes to a pipe the loop watches.
  */
 #ifndef SIGNALS_H
 #define SIGNALS_H
@@ -34,7 +32,12 @@ int exit_on_stop_signals(char *err, size_t err_size);
 
 int catch_stop_signals(char *err, size_t err_size);
 bool stop_requested(void);
-int stop_signal_fd(void);                /* readable once a stop signal came */
 const char *stop_signal_name(void);      /* "SIGINT", "SIGTERM" or "none" */
+
+/* For a handler of one's own: installs it for SIGINT and SIGTERM (no
+ * SA_RESTART: a waiting call returns EINTR) and ignores SIGPIPE; the
+ * handler calls note_stop_signal(), which is async-signal-safe. */
+int handle_stop_signals(void (*handler)(int), char *err, size_t err_size);
+void note_stop_signal(int signal_number);
 
 #endif

@@ -19,8 +19,8 @@
  *      call on them can wait either.
  *   2. serve what is ready: accept whoever is waiting, read what has
  *      arrived, write what the socket takes now (the rest waits for a later
- *      frame), drop the clients that left.  The table of connections and the
- *      per-client work are in common/connections.h, shared with steps 7-8.
+ *      frame), drop the clients that left.  The list of clients and the
+ *      per-client work are in connections.h.
  *   3. the host program's own frame work.  Here it only counts frames and,
  *      once a second, says how many there were.
  *   4. sleep until the next frame is due.  The deadlines are absolute (one
@@ -48,10 +48,8 @@
  *                                            listening on 127.0.0.1:7777
  *     nc localhost 7777  (several at once)   each gets its own lines back
  *
- * Usage: 06_frame_loop [--quiet] [--max-clients N] [--idle-timeout SECONDS]
- *                      [--fps N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * Clients default to 100 (--max-clients) and frames to 60 per second
- * (--fps, 1-1000); a client silent for 60 s is closed (--idle-timeout 0: never).
+ * Usage: 06_frame_loop [--quiet] [--fps N] [HOST [PORT [BACKLOG]]]
+ * Frames default to 60 per second (--fps, 1-1000).  Ctrl-C ends it.
  */
 #include "address.h"
 #include "args.h"
@@ -68,14 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MAX_CLIENTS 100
-
-static short poll_events(unsigned wants)
-{
-    return (short)(((wants & CONNECTION_READ) ? POLLIN : 0)
-                   | ((wants & CONNECTION_WRITE) ? POLLOUT : 0));
-}
-
+/* What poll() says a client's socket is ready for, in connections.h's words. */
 static unsigned ready_from(short revents)
 {
     return ((revents & POLLIN) ? CONNECTION_READ : 0)
@@ -118,12 +109,77 @@ static int sleep_until(double deadline)
     return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &when, NULL);
 }
 
+/* The pollfd list of one frame: the listening sockets first, then a slot
+ * per client; clients[i] is the client whose socket is fds[i]. */
+struct poll_list {
+    struct pollfd *fds;
+    struct connection **clients;
+    nfds_t capacity;
+};
+
+/* Room for `needed` entries: the list grows as clients come (it never
+ * shrinks; a few bytes per client that once was).  0, or -1 (ENOMEM). */
+static int poll_list_reserve(struct poll_list *list, nfds_t needed)
+{
+    if (needed <= list->capacity)
+        return 0;
+    nfds_t capacity = list->capacity == 0 ? 64 : list->capacity;
+    while (capacity < needed)
+        capacity *= 2;
+    struct pollfd *fds = realloc(list->fds, capacity * sizeof *fds);
+    if (fds == NULL)
+        return -1;
+    list->fds = fds;
+    struct connection **clients = realloc(list->clients, capacity * sizeof *clients);
+    if (clients == NULL)
+        return -1;
+    list->clients = clients;
+    list->capacity = capacity;
+    return 0;
+}
+
+/* The server's turn of one frame: the listening sockets and every client
+ * in the list, a poll() that looks without waiting, then what is ready
+ * served.  -1 (errno set) if poll() failed for a reason other than a signal. */
+static int serve_ready(struct poll_list *list, struct listeners *listeners,
+                       struct connection_table *table)
+{
+    /* idea poll_list */
+    nfds_t first_client = (nfds_t)listeners->count;
+    if (poll_list_reserve(list, first_client + (nfds_t)table->count) == -1)
+        return -1;
+    for (int l = 0; l < listeners->count; l++)
+        list->fds[l] = (struct pollfd){ .fd = listeners->list[l].fd, .events = POLLIN };
+    nfds_t count = first_client;
+    for (struct connection *c = table->oldest; c != NULL; c = c->newer) {
+        short events = (short)(POLLIN | (connection_owes(c) ? POLLOUT : 0));
+        list->fds[count] = (struct pollfd){ .fd = c->fd, .events = events };
+        list->clients[count] = c;
+        count++;
+    }
+
+    int ready = poll(list->fds, count, 0);   /* 0: look, never wait */
+    if (ready == -1)
+        return errno == EINTR ? 0 : -1;      /* a signal: the loop test decides */
+
+    /* Each client is in the list once, and one that closes here is not
+     * looked at again this frame. */
+    for (nfds_t i = first_client; i < count; i++)
+        if (list->fds[i].revents != 0)
+            connection_handle(table, list->clients[i], ready_from(list->fds[i].revents));
+
+    for (int l = 0; l < listeners->count; l++)
+        if (list->fds[l].revents & POLLIN)
+            while (connection_accept(table, listeners->list[l].fd) != NULL)
+                ;                  /* next frame watches the new ones */
+    return 0;
+    /* end of idea poll_list */
+}
+
 int main(int argc, char **argv)
 {
     struct server_args args;
-    parse_server_args(argc, argv,
-                      OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT | OPTION_FPS,
-                      DEFAULT_MAX_CLIENTS, &args);
+    parse_server_args(argc, argv, OPTION_QUIET | OPTION_FPS, 0, &args);
     char err[TCP_SERVER_ERR_SIZE];
     if (catch_stop_signals(err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
@@ -153,16 +209,10 @@ int main(int argc, char **argv)
     struct server_log log;
     log_open(&log);
     struct connection_table table;
-    /* One pollfd per listening socket, then one per possible client; the
-     * matching client of fds[i] is clients[i]. */
-    nfds_t first_client = (nfds_t)listeners.count;
-    struct pollfd *fds = calloc((size_t)args.max_clients + first_client, sizeof *fds);
-    struct connection **clients = calloc((size_t)args.max_clients + first_client,
-                                         sizeof(struct connection *));
-    if (fds == NULL || clients == NULL || connections_init(&table, &args, &log) == -1) {
-        print_call_error(argv[0], "calloc", errno);
-        free(clients);
-        free(fds);
+    struct poll_list list = {0};
+    if (connections_init(&table, args.quiet, &log) == -1) {
+        print_call_error(argv[0], "malloc", errno);
+        listeners_close(&listeners);
         return 1;
     }
     for (int l = 0; l < listeners.count; l++)
@@ -174,46 +224,18 @@ int main(int argc, char **argv)
 
     while (!stop_requested()) {
         /* 1-2. The server's turn: all that is ready now, nothing that is not.
-         * The idle check's timeout is not needed: another frame comes soon. */
-        connections_expire(&table);
-
-        short listen_events = connections_accepting(&table) ? POLLIN : 0;
-        for (int l = 0; l < listeners.count; l++) {
-            fds[l].fd = listeners.list[l].fd;
-            fds[l].events = listen_events;
-            fds[l].revents = 0;
-        }
-        nfds_t count = first_client;
-        for (struct connection *c = table.oldest; c != NULL; c = c->newer) {
-            fds[count].fd = c->fd;
-            fds[count].events = poll_events(connection_wants(c));
-            fds[count].revents = 0;
-            clients[count] = c;
-            count++;
-        }
-
-        int ready = poll(fds, count, 0);   /* 0: look, never wait */
-        if (ready == -1) {
-            if (errno == EINTR)
-                continue;              /* a signal: the loop test decides */
+         * The log's retry time is not needed: another frame comes soon. */
+        connections_start_turn(&table);
+        if (serve_ready(&list, &listeners, &table) == -1) {
             print_call_error(argv[0], "poll", errno);
             break;
         }
-
-        /* Slots never move, so closing one here cannot make us skip another. */
-        for (nfds_t i = first_client; i < count; i++)
-            if (fds[i].revents != 0)
-                connection_handle(&table, clients[i], ready_from(fds[i].revents));
-
-        for (int l = 0; l < listeners.count; l++)
-            if (fds[l].revents & POLLIN)
-                while (connection_accept(&table, listeners.list[l].fd) != NULL)
-                    ;                  /* next frame watches the new ones */
 
         /* 3. The host program's turn. */
         host_frame_work(&counter, table.count, args.quiet, &log);
 
         /* 4. Sleep until the next frame is due. */
+        /* idea frame_loop */
         next_frame += frame_seconds;
         double now = monotonic_seconds();
         if (now >= next_frame) {
@@ -226,14 +248,15 @@ int main(int argc, char **argv)
             print_call_error(argv[0], "clock_nanosleep", sleep_error);
             break;
         }
+        /* end of idea frame_loop */
     }
 
     if (stop_requested())
         log_line(&log, "stopping on %s", stop_signal_name());
     connections_close_all(&table, "server stopping");
     connections_free(&table);
-    free(clients);
-    free(fds);
+    free(list.clients);
+    free(list.fds);
     listeners_close(&listeners);
     log_close(&log);
     return stop_requested() ? 0 : 1;

@@ -20,7 +20,7 @@
  *
  * We use epoll level-triggered (the default): a socket is reported on every
  * epoll_wait() while it is ready, exactly as poll() reports it.  So the
- * connection code is step 7's unchanged, and a handler may stop early (it
+ * handling of a ready client is step 7's unchanged, and a handler may stop early (it
  * stops reading a client whose output buffer is full) and still be told
  * again about the input left waiting.  Edge-triggered (EPOLLET) reports a
  * socket when something happens on it, not while it stays ready: a server
@@ -34,6 +34,20 @@
  * kernel drops it once no descriptor refers to that socket any more.  We
  * never dup() or fork(), so our close() is the last; after either, it
  * would not be (man 7 epoll: then EPOLL_CTL_DEL first).
+ *
+ * Thousands of clients bring three duties of their own, in connections.c:
+ *
+ *   - --max-clients: a table of slots sized once, so a flood of clients
+ *     costs a bounded amount; the one over gets one line ("busy: too many
+ *     clients") and is closed.
+ *   - a spare descriptor: out of descriptors, accept() fails with EMFILE
+ *     and leaves the client queued, so the listening socket stays ready and
+ *     a level-triggered loop spins.  Closing a spare /dev/null makes room to
+ *     take the client off the queue and refuse it; if even that fails,
+ *     accepting pauses for a moment.
+ *   - --idle-timeout: clients kept on a list in the order they last moved
+ *     a byte, so the ones idle too long are at its front, found without
+ *     looking at the others; the wait's timeout is the next one's deadline.
  *
  * epoll is Linux's (BSD and macOS have kqueue); elsewhere this step stops
  * the build with a message, and step 7 is the server to use.  Each client
@@ -57,6 +71,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "signals.h"
+#include "stop_pipe.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -87,6 +102,7 @@ static unsigned ready_from(uint32_t events)
 static void watch(struct connection_table *table, int epoll_fd, int op,
                   struct connection *c)
 {
+    /* idea epoll_watch */
     unsigned wants = connection_wants(c);
     struct epoll_event event = { .events = epoll_events(wants), .data.ptr = c };
     if (epoll_ctl(epoll_fd, op, c->fd, &event) == -1) {
@@ -96,6 +112,7 @@ static void watch(struct connection_table *table, int epoll_fd, int op,
         return;
     }
     c->watched = wants;
+    /* end of idea epoll_watch */
 }
 
 /* Registers (op EPOLL_CTL_ADD) or updates (EPOLL_CTL_MOD) every listening
@@ -118,7 +135,7 @@ int main(int argc, char **argv)
     parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
                       DEFAULT_MAX_CLIENTS, &args);
     char err[TCP_SERVER_ERR_SIZE];
-    if (catch_stop_signals(err, sizeof err) == -1) {
+    if (stop_pipe_open(err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }
@@ -144,7 +161,7 @@ int main(int argc, char **argv)
     int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd == -1)
         failed_call = "epoll_create1";
-    else if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_signal_fd(), &stop_event) == -1)
+    else if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, stop_pipe_fd(), &stop_event) == -1)
         failed_call = "epoll_ctl (stop pipe)";
     else if (connections_init(&table, &args, &log) == -1)
         failed_call = "connections_init";
@@ -164,7 +181,7 @@ int main(int argc, char **argv)
         log_line(&log, "listening on %s", listeners.list[l].address);
 
     while (!stop_requested()) {
-        int timeout_ms = connections_expire(&table);
+        int timeout_ms = connections_start_turn(&table);
 
         /* Accepting paused (out of descriptors): unwatch the listening
          * sockets meanwhile, or their waiting clients would wake us at once. */
@@ -188,6 +205,7 @@ int main(int argc, char **argv)
         /* Each socket appears at most once per batch, and a slot closed here
          * is refilled only by an accept whose socket is not in this batch:
          * no event below can reach the wrong client. */
+        /* idea epoll_dispatch */
         for (int i = 0; i < ready; i++) {
             if (events[i].data.ptr == &stop_event)
                 continue;              /* a stop signal: the loop test ends it */
@@ -204,6 +222,7 @@ int main(int argc, char **argv)
             if (c->fd != -1 && connection_wants(c) != c->watched)
                 watch(&table, epoll_fd, EPOLL_CTL_MOD, c);
         }
+        /* end of idea epoll_dispatch */
     }
 
     if (stop_requested())

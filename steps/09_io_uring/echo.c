@@ -5,6 +5,7 @@
 #include "address.h"
 #include "connections.h"   /* monotonic_seconds(), OUTPUT_LIMIT, REFUSALS_LOG_LIMIT */
 #include "signals.h"
+#include "stop_pipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -513,7 +514,7 @@ int server_start(struct server *server, const struct server_args *args,
      * signal that lands between the loop's stop_requested() test and the
      * wait still ends the wait, as the pipe in poll()'s list did in step 7. */
     struct io_uring_sqe *sqe = new_request(server);
-    io_uring_prep_poll_add(sqe, stop_signal_fd(), POLLIN);
+    io_uring_prep_poll_add(sqe, stop_pipe_fd(), POLLIN);
     tag(sqe, REQUEST_STOP, 0);
     server->stop_watched = true;
     server->spare_fd = open_spare();   /* -1 is survivable: we pause instead */

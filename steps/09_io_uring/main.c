@@ -65,6 +65,7 @@
 #include "echo.h"
 #include "listeners.h"
 #include "signals.h"
+#include "stop_pipe.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -121,7 +122,7 @@ int main(int argc, char **argv)
     parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
                       DEFAULT_MAX_CLIENTS, &args);
     char err[TCP_SERVER_ERR_SIZE];
-    if (catch_stop_signals(err, sizeof err) == -1) {
+    if (stop_pipe_open(err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }

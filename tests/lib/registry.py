@@ -13,10 +13,15 @@ Whatever selects steps reads this table:
     the benchmark (the steps that echo) and the README's table of steps.
 
 A step's program has the ideas of every step before it and its own, minus
-those it replaces (step 7's sleeping wait replaces step 6's frame loop),
-plus those it borrows: an idea that a later step teaches but this step's
-program already holds, from common/.  The tests follow the programs: a
-test of an idea runs on every step whose program has it.
+those it replaces (step 7's sleeping wait replaces step 6's frame loop).
+The tests follow the programs: a test of an idea runs on every step whose
+program has it, and on no step before the one that teaches it.
+
+In the reference source, the code of an idea sits between two one-line
+markers, /* idea NAME */ and /* end of idea NAME */ (NAME:PART where an
+idea has several places); tests/tools/cutter.py cuts a step's own ideas
+out for the learner's workspace (make workspace), with the TODOs of
+tests/tools/todos.py in their place.
 
 A new step: a Step here, in order, with the ideas it teaches (and the
 markers of its tests, CONTRIBUTING.md).
@@ -30,6 +35,7 @@ class Idea:
     name: str             # what a test's marker says: @pytest.mark.idea("backpressure")
     summary: str          # what the program does because of it, in a few words
     number: int = 0       # Part 2's ideas, numbered as the README's table numbers them
+    option: str = ""      # the command-line option it brings: "--max-clients"
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,6 @@ class Step:
     title: str                      # what it adds, in a few words
     teaches: tuple = ()             # the Ideas it adds
     replaces: tuple = ()            # names of earlier ideas its program no longer has
-    borrows: tuple = ()             # names of later ideas its program has already
     lua: str = ""                   # its twin in docs/lua/, without .lua ("07_select")
     lua_hosted: bool = False        # the twin is a FRAME script, run by docs/lua/host.lua
     kernel: tuple = ()              # features of the kernel it needs (tests/lib/kernel.py)
@@ -71,26 +76,24 @@ STEPS = (
          teaches=(Idea("serve_many", "serves many clients at once, each its own entry"),
                   Idea("every_address", "listens on every address of HOST, one port"),
                   Idea("log", "a log that never waits for stdout"),
-                  Idea("frame_loop", "poll() with a zero timeout, once per frame"),
+                  Idea("frame_loop", "poll() with a zero timeout, once per frame", option="--fps"),
                   Idea("accept_until_eagain", "accepts until EAGAIN, 64 a turn at most", 1),
                   Idea("nonblocking_clients", "clients' sockets non-blocking (accept4)", 2),
                   Idea("read", "reads what is there: data, EAGAIN, the end, a reset", 3),
-                  Idea("send", "sends what the socket takes; keeps the rest", 4)),
-         # common/connections.c gives its program these ideas of steps 7 and 8.
-         borrows=("backpressure", "half_close", "max_clients", "spare_descriptor",
-                  "idle_timeout")),
+                  Idea("send", "sends what the socket takes; keeps the rest", 4),
+                  Idea("half_close", "a half-closed client gets all it is owed", 5))),
     Step("07_poll", "poll() that sleeps until something happens", lua="07_select",
          teaches=(Idea("sleeping_wait", "sleeps until a socket is ready or a deadline comes"),
-                  Idea("backpressure", "stops reading a client that does not read", 5),
-                  Idea("half_close", "a half-closed client gets all it is owed", 6),
+                  Idea("backpressure", "watches a client only for what it can take now", 6),
                   Idea("stop_pipe", "a signal wakes the wait through a pipe", 7)),
-         replaces=("frame_loop",),
-         borrows=("max_clients", "spare_descriptor", "idle_timeout")),
+         replaces=("frame_loop",)),
     Step("08_epoll", "epoll: the cost follows the ready sockets",
          teaches=(Idea("epoll", "an interest list the kernel keeps"),
-                  Idea("max_clients", "turns the client over --max-clients away", 8),
+                  Idea("max_clients", "turns the client over --max-clients away", 8,
+                       option="--max-clients"),
                   Idea("spare_descriptor", "a spare descriptor to refuse at EMFILE", 9),
-                  Idea("idle_timeout", "closes clients idle for --idle-timeout", 10))),
+                  Idea("idle_timeout", "closes clients idle for --idle-timeout", 10,
+                       option="--idle-timeout"))),
     Step("09_io_uring", "io_uring: completions instead of readiness", kernel=("io_uring",),
          teaches=(Idea("io_uring", "submissions and completions, multishot accept"),
                   Idea("multishot_receive", "a multishot receive re-armed when it ends", 11),
@@ -109,10 +112,10 @@ def _fill_in_ideas():
             teachers[idea.name] = step
     have = set()
     for step in STEPS:
-        unknown = set(step.replaces + step.borrows) - set(teachers)
+        unknown = set(step.replaces) - set(teachers)
         assert not unknown, f"{step.name}: no step teaches {sorted(unknown)}"
         have = (have | {idea.name for idea in step.teaches}) - set(step.replaces)
-        object.__setattr__(step, "ideas", frozenset(have | set(step.borrows)))
+        object.__setattr__(step, "ideas", frozenset(have))
     return teachers
 
 
@@ -145,6 +148,18 @@ def steps_with(*ideas):
     if unknown:
         raise KeyError(f"no step teaches {sorted(unknown)} (tests/lib/registry.py)")
     return [step.name for step in STEPS if step.ideas.issuperset(ideas)]
+
+
+def options(name, **values):
+    """The command-line options for `values` that step `name` takes, e.g.
+    options("07_poll", max_clients=64) == [] (step 7 has no limit to set),
+    options("08_epoll", max_clients=64) == ["--max-clients", "64"]."""
+    by_idea = {idea.name: idea for step in STEPS for idea in step.teaches}
+    args = []
+    for idea_name, value in values.items():
+        if value is not None and idea_name in BY_NAME[name].ideas:
+            args += [by_idea[idea_name].option, str(value)]
+    return args
 
 
 def part_2():

@@ -231,7 +231,8 @@ ROUND_TRIP_BOUND = 0.2
 def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, program, lab,
                                                                          flooder):
     max_clients = 64
-    with program(step).start("--max-clients", max_clients, "127.0.0.1", 0) as server:
+    with program(step).start(*registry.options(step, max_clients=max_clients),
+                             "127.0.0.1", 0) as server:
         fillers = [open_client(lab, server) for _ in range(max_clients - 1)]
         pinger = open_client(lab, server)
         try:
@@ -301,8 +302,8 @@ def test_accepting_stops_after_accepts_per_turn_and_serves_in_between(step, prog
     trace = tmp_path / "trace"
     prefix = strace_prefix("-o", str(trace), "-e", f"trace=accept,accept4,{','.join(waits)}")
     clients = []
-    with program(step).start("--quiet", "--max-clients", 1000, "127.0.0.1", 0, 1024,
-                             prefix=prefix) as server:
+    with program(step).start("--quiet", *registry.options(step, max_clients=1000),
+                             "127.0.0.1", 0, 1024, prefix=prefix) as server:
         child = traced_child(server.pid)
         try:
             # 300 clients queued at once: stopped, the server cannot take them

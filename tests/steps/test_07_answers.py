@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.lib.programs import busy_during, explain, recv_exactly, recv_until_eof, wake_ups
+from tests.lib.programs import busy_during, explain, recv_exactly, wake_ups
 
 
 SECONDS = 5
@@ -58,27 +58,6 @@ def test_exercise_2_always_asking_for_pollout_spins(step, program, private_lab, 
                         "(/proc/PID/schedstat)")
                 idle.sendall(b"still echoed\n")
                 assert recv_exactly(idle, 13) == b"still echoed\n"
-
-
-# -- exercise 3: --max-clients 2 -----------------------------------------------
-
-@pytest.mark.parametrize("step", ["07_poll"])
-def test_exercise_3_the_third_client_gets_one_line_then_end_of_file(
-        step, program, private_lab):
-    with program(step).start("--max-clients", 2, "127.0.0.1", 0) as server:
-        first = socket.create_connection((server.host, server.port), timeout=SECONDS)
-        second = socket.create_connection((server.host, server.port), timeout=SECONDS)
-        with first, second:
-            for client in (first, second):
-                client.sendall(b"x")
-                assert recv_exactly(client, 1) == b"x"
-            with socket.create_connection((server.host, server.port),
-                                          timeout=SECONDS) as third:
-                port = third.getsockname()[1]
-                received, _ = recv_until_eof(third, timeout=SECONDS)
-            assert received == b"busy: too many clients (max 2), try later\n", received
-            server.wait_for_line(rf"^refused 127\.0\.0\.1:{port}: too many clients \(max 2\)$")
-            assert not [line for line in server.lines if line.startswith("closed ")]
 
 
 # -- exercise 5: sending to a client that reset -----------------------------------
