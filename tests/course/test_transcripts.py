@@ -26,16 +26,17 @@ LESSONS = sorted(glob.glob(os.path.join(ROOT, "docs", "[0-9][0-9]_*.md")))
 
 
 def _collect():
-    found, broken = [], []
+    found, generated, broken = [], [], []
     for path in transcripts.lesson_files([]):   # docs/*.md and docs/answers/*.md
         try:
             found.extend(transcripts.find_transcripts(path))
+            generated.extend(transcripts.find_generated(path))
         except ValueError as error:
             broken.append(str(error))
-    return found, broken
+    return found, generated, broken
 
 
-TRANSCRIPTS, MALFORMED = _collect()
+TRANSCRIPTS, GENERATED, MALFORMED = _collect()
 
 
 def _build_dir(steps_dir, transcript):
@@ -70,6 +71,31 @@ def test_transcript_matches_the_programs(transcript, private_lab, steps_dir):
         f"{status}:\n{message}",
         "a program's output changed (if on purpose: `make transcripts`, then reread the "
         "lesson around it), or the lesson's transcript was edited by hand")
+
+
+@pytest.mark.parametrize("block", GENERATED, ids=[f"{b.name}-{b.kind}" for b in GENERATED])
+def test_generated_block_matches_the_steps(block):
+    """A lesson's <!-- adds --> and <!-- hunk ... --> blocks show the steps' sources
+    as they are now."""
+    message = transcripts.check_generated(block)
+    assert message is None, (
+        f"{block.name}: the {block.kind} block no longer shows the steps' sources; "
+        f"run `python3 -m tests.tools.transcripts --update "
+        f"{os.path.relpath(block.path, ROOT)}`, then reread the lesson around it:\n{message}")
+
+
+def test_a_stale_generated_block_is_caught(tmp_path):
+    right = transcripts.idea_hunk("steps/07_poll/connections.c", "backpressure")
+    stale = [line.replace("OUTPUT_LIMIT", "OUTPUT_MAX") for line in right]
+    for lines, wanted in ((right, None), (stale, "OUTPUT_LIMIT")):
+        path = tmp_path / "07_poll.md"
+        body = "\n".join(lines)
+        path.write_text(f"# scratch\n\n<!-- hunk steps/07_poll/connections.c backpressure -->\n"
+                        f"```diff\n{body}\n```\n\n<!-- adds -->\n```text\n```\n")
+        hunk, adds = transcripts.find_generated(str(path))
+        message = transcripts.check_generated(hunk)
+        assert (message is None) if wanted is None else (wanted in message), message
+        assert "stop_pipe.c" in transcripts.check_generated(adds)   # empty: stale
 
 
 def test_transcripts_are_well_formed():

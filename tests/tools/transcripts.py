@@ -82,6 +82,15 @@ by --update.  `hosts=` comes first where a marker has both.
   (tcpdump cannot run in the lab; this prints tcpdump -n -t's lines).  Prefer `ls /proc/$!/fd`
   or `readlink /proc/$!/fd/3` to `ls -l` (dates vary).
 
+GENERATED BLOCKS (class Generated below)
+----------------------------------------
+`<!-- adds -->` before a ```text fence, and `<!-- hunk steps/07_poll/connections.c
+backpressure -->` before a ```diff fence, are made from the steps' sources, not
+run: what the lesson's step changed since the one before (files, lines added
+and removed, the ideas of tests/lib/registry.py), and the part of a file's diff
+that holds one idea's code (between its /* idea NAME */ markers).  --update
+rewrites them and --check compares them, as for transcripts.
+
 WHAT MAY DIFFER BETWEEN RUNS (normalised only when comparing)
 --------------------------------------------------------------
 Only these, and only where shown; everything else must match exactly:
@@ -610,6 +619,214 @@ def _run_one():
     json.dump(answer, sys.stdout)
 
 
+# -- generated blocks: what a step adds, and the hunk of each idea ----------
+
+GENERATED_LINE = re.compile(r"^<!-- (?P<kind>adds|hunk)(?: (?P<args>[^>]*?))? -->$")
+IDEA_MARKER = re.compile(r"/\* (?P<end>end of )?idea (?P<name>[\w:]+) \*/")
+HUNK_CONTEXT = 3
+
+
+class Generated:
+    """One generated block of a lesson, checked like a transcript:
+
+      <!-- adds -->                      a ```text fence: the files the lesson's step
+                                         changed since the step before (lines added
+                                         and removed, as diff -ru counts them) and
+                                         the ideas it teaches (tests/lib/registry.py)
+      <!-- hunk steps/NN_x/FILE NAME --> a ```diff fence: the hunks of FILE's diff
+                                         against the step before that touch the
+                                         code between /* idea NAME */ (or NAME:PART)
+                                         and /* end of idea ... */, cut to that code
+                                         and 3 lines around it
+
+    `adds` takes the step from the lesson's file name (docs/07_poll.md:
+    07_poll), or from its argument (<!-- adds 07_poll -->).
+    """
+
+    def __init__(self, path, kind, args, first_line, last_line, lines):
+        self.path, self.kind, self.args = path, kind, args
+        self.first_line = first_line    # index of the first line inside the fence
+        self.last_line = last_line      # index of the closing fence
+        self.lines = lines
+
+    @property
+    def name(self):
+        return f"{os.path.relpath(self.path, ROOT)}:{self.first_line}"
+
+    def generate(self):
+        if self.kind == "adds":
+            step = self.args or os.path.basename(self.path)[:-3]
+            return step_adds(step)
+        file, idea = self.args.split()
+        return idea_hunk(file, idea)
+
+
+def find_generated(path):
+    """Every <!-- adds --> and <!-- hunk ... --> block of a Markdown file."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    found = []
+    for i, line in enumerate(lines):
+        marker = GENERATED_LINE.match(line.strip())
+        if not marker:
+            continue
+        where = f"{os.path.relpath(path, ROOT)}:{i + 1}"
+        args = (marker.group("args") or "").strip()
+        if marker.group("kind") == "hunk" and len(args.split()) != 2:
+            raise ValueError(f"{where}: write <!-- hunk steps/NN_name/FILE IDEA -->")
+        if i + 1 >= len(lines) or not lines[i + 1].startswith("```"):
+            raise ValueError(f"{where}: the marker must be followed at once by a ``` fence")
+        end = i + 2
+        while end < len(lines) and lines[end].strip() != FENCE_CLOSE:
+            end += 1
+        if end == len(lines):
+            raise ValueError(f"{where}: the fence is never closed")
+        found.append(Generated(path, marker.group("kind"), args, i + 2, end, lines[i + 2:end]))
+    return found
+
+
+def _previous_step(name):
+    from tests.lib import registry
+    names = registry.names()
+    if name not in names or names.index(name) == 0:
+        raise ValueError(f"{name}: not a step after the first (tests/lib/registry.py)")
+    return names[names.index(name) - 1]
+
+
+def _read_lines(path):
+    """A file's lines without their newlines; [] for a file that does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def step_adds(step):
+    """The lines of an `adds` block for `step`: diff -ru's files, then the ideas."""
+    from tests.lib import registry
+    before = _previous_step(step)
+    old_dir, new_dir = (os.path.join(ROOT, "steps", name) for name in (before, step))
+    files = sorted(set(os.listdir(old_dir)) | set(os.listdir(new_dir)))
+    rows = []
+    for file in files:
+        old, new = _read_lines(os.path.join(old_dir, file)), _read_lines(os.path.join(new_dir, file))
+        added = removed = 0
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+            if tag != "equal":
+                removed += i2 - i1
+                added += j2 - j1
+        if added or removed:
+            note = "new" if not os.path.exists(os.path.join(old_dir, file)) else (
+                "gone" if not os.path.exists(os.path.join(new_dir, file)) else "")
+            rows.append(f"  {file:<16} {'+' + str(added):>6} {'-' + str(removed):>6}  {note}".rstrip())
+    lines = [f"diff -ru steps/{before} steps/{step}, counted (lines added, removed):"] + rows
+    lines += ["", "the ideas it teaches (tests/lib/registry.py; numbers as in the README):"]
+    for idea in registry.step(step).teaches:
+        number = f"{idea.number}." if idea.number else ""
+        option = f" ({idea.option})" if idea.option else ""
+        lines.append(f"  {number:>3} {idea.name:<20} {idea.summary}{option}")
+    for gone in registry.step(step).replaces:
+        lines.append(f"      {gone:<20} (gone: this step replaces it)")
+    return lines
+
+
+def idea_hunk(file, idea):
+    """The lines of a `hunk` block: FILE's diff against the step before, cut to
+    the code of idea NAME (its markers' lines, and HUNK_CONTEXT around)."""
+    parts = file.split("/")
+    if len(parts) != 3 or parts[0] != "steps":
+        raise ValueError(f"{file}: a hunk names a step's file, steps/NN_name/FILE")
+    before = os.path.join("steps", _previous_step(parts[1]), parts[2])
+    old, new = _read_lines(os.path.join(ROOT, before)), _read_lines(os.path.join(ROOT, file))
+    regions, start = [], None
+    for number, line in enumerate(new):
+        marker = IDEA_MARKER.search(line)
+        if marker and marker.group("name").split(":")[0] == idea:
+            if marker.group("end"):
+                regions.append((start, number))
+            else:
+                start = number
+    if not regions:
+        raise ValueError(f"{file} has no /* idea {idea} */ ... /* end of idea {idea} */")
+    window = [False] * len(new)
+    for first, last in regions:
+        for number in range(max(0, first - HUNK_CONTEXT), min(len(new), last + HUNK_CONTEXT + 1)):
+            window[number] = True
+    # Each line of the diff, as (old line or None, new line or None, text), kept
+    # where its new line is in the window (a removed line: where it would be).
+    kept = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            kept += [(i1 + k, j1 + k, " " + new[j1 + k]) for k in range(j2 - j1) if window[j1 + k]]
+            continue
+        near = any(window[j1:j2]) or (j1 < len(new) and window[j1]) or (j1 > 0 and window[j1 - 1])
+        if near:
+            kept += [(i, None, "-" + old[i]) for i in range(i1, i2)]
+            kept += [(None, j, "+" + new[j]) for j in range(j1, j2) if window[j]]
+    if not any(text[0] != " " for _, _, text in kept):
+        raise ValueError(f"{file}: idea {idea}'s code is the same in {before}")
+    lines = [f"--- {before if os.path.exists(os.path.join(ROOT, before)) else '/dev/null'}",
+             f"+++ {file}"]
+    hunk = []
+
+    def flush():
+        if not hunk:
+            return
+        olds = [o for o, _, _ in hunk if o is not None]
+        news = [n for _, n, _ in hunk if n is not None]
+        old_start = olds[0] + 1 if olds else 0
+        new_start = news[0] + 1 if news else 0
+        lines.append(f"@@ -{old_start},{len(olds)} +{new_start},{len(news)} @@")
+        lines.extend(text for _, _, text in hunk)
+        hunk.clear()
+
+    previous = {0: None, 1: None}      # the last old and new line kept
+    for line in kept:
+        if any(line[k] is not None and previous[k] is not None and line[k] != previous[k] + 1
+               for k in (0, 1)):
+            flush()       # a gap: the lines between are outside the idea's window
+        hunk.append(line)
+        for k in (0, 1):
+            previous[k] = line[k] if line[k] is not None else previous[k]
+    flush()
+    return lines
+
+
+def check_generated(block):
+    """None if the block is what its generator makes now, else a diff."""
+    try:
+        wanted = block.generate()
+    except ValueError as error:
+        return str(error)
+    if wanted == block.lines:
+        return None
+    return "\n".join(difflib.unified_diff(block.lines, wanted, f"{block.name} (the lesson says)",
+                                          "(generated now)", lineterm=""))
+
+
+def update_generated(path, log=print):
+    """Rewrite every generated block of `path` that is out of date; the problems."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    problems = changed = 0
+    for block in reversed(find_generated(path)):
+        try:
+            wanted = block.generate()
+        except ValueError as error:
+            log(f"{block.name}: NOT UPDATED: {error}")
+            problems += 1
+            continue
+        if wanted != block.lines:
+            log(f"{block.name}: {block.kind} updated")
+            lines[block.first_line:block.last_line] = wanted
+            changed += 1
+    if changed:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+    return problems
+
+
 # -- checking and updating -------------------------------------------------
 
 def compare(transcript, outputs):
@@ -700,6 +917,7 @@ def main():
     for path in files:
         try:
             transcripts = find_transcripts(path)
+            find_generated(path)
         except ValueError as error:
             print(error)
             problems += 1
@@ -707,7 +925,14 @@ def main():
         count += len(transcripts)
         if options.update:
             problems += update_file(path, options.build_dir)
+            problems += update_generated(path)
             continue
+        for block in find_generated(path):
+            message = check_generated(block)
+            print(f"{block.name}: {block.kind} {'differs' if message else 'ok'}")
+            if message:
+                print(message)
+                problems += 1
         for transcript in transcripts:
             status, message = check_transcript(transcript, options.build_dir)
             print(f"{transcript.name}: {status}")
