@@ -9,6 +9,13 @@
 -- sleep in it until one of them is ready.  No frames: it answers as soon as
 -- a byte arrives instead of at the next frame.  What it does with a ready
 -- socket is step 6's (connections.lua); the difference is the timeout.
+-- A sleep makes the lists matter (backpressure as interest): each client is
+-- watched only for what it can take now -- reading while it may send more
+-- and is owed under 64 KiB, writing while it is owed output.  A socket
+-- watched for what it will not be given (a client whose input ended is
+-- readable for good) would end every sleep at once: a loop that spins
+-- instead of sleeping.  connections.watch() makes these lists, for step 6's
+-- twin as well (06_frame_loop.lua says why).
 --
 -- Two limits of LuaSocket shape it, where the C step 7 has neither:
 --   * socket.select() is select(), which watches descriptors below 1024
@@ -17,25 +24,23 @@
 --     to poll() for this, and LuaSocket has no poll().
 --   * a Ctrl-C is noticed only between two calls, and socket.select() goes
 --     back to waiting after a signal: every wait is at most 0.1 s, so the
---     server wakes 10 times a second even with nothing to do (the C sleeps).
+--     server wakes 10 times a second even with nothing to do (the C sleeps,
+--     and a pipe its signal handler writes to wakes it: LuaSocket has no
+--     signal handler to write one).
 --
 --     lua5.4 docs/lua/07_select.lua          listening on 127.0.0.1:7777
 --     nc localhost 7777  (several at once)   each gets its own lines back
 --
--- Usage: 07_select.lua [--quiet] [--max-clients N] [--idle-timeout SECONDS]
---                      [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
--- N defaults to 1000; a client silent for 60 s is closed (--idle-timeout 0: never).
+-- Usage: 07_select.lua [--quiet] [HOST [PORT [BACKLOG]]]     Ctrl-C ends it.
 package.path = arg[0]:match("^(.-)[^/]*$") .. "?.lua;" .. package.path
 local socket = require "socket"
 local common = require "common"
 local listeners = require "listeners"
 local connections = require "connections"
 
-local DEFAULT_MAX_CLIENTS = 1000
 local LONGEST_WAIT = 0.1   -- seconds: how late a Ctrl-C may be seen
 
-local args = common.parse_args(arg, { quiet = true, max_clients = DEFAULT_MAX_CLIENTS,
-                                      idle_timeout = true })
+local args = common.parse_args(arg, { quiet = true })
 io.stdout:setvbuf("line")
 
 common.run(function()
@@ -48,19 +53,16 @@ common.run(function()
         servers[#servers + 1] = listener.server
     end
     local clients = connections.new(args, servers)
-    local clock = common.clock()
 
     local ok, err = pcall(function()
         for _, listener in ipairs(list) do print("listening on " .. listener.address) end
         while true do
-            local now = clock()
-            local wait = connections.turn(clients, now)
-            local readers, writers = connections.watch(clients, now)
-            -- Sleep until a socket is ready or something is due (an idle
-            -- client), but never longer than LONGEST_WAIT.
-            local readable, writable = socket.select(readers, writers,
-                                                     math.min(wait or LONGEST_WAIT, LONGEST_WAIT))
-            connections.serve(clients, readable, writable, clock())
+            connections.start_turn(clients)
+            local readers, writers = connections.watch(clients)
+            -- Sleep until a socket is ready, but never longer than
+            -- LONGEST_WAIT: nothing else is ever due.
+            local readable, writable = socket.select(readers, writers, LONGEST_WAIT)
+            connections.serve(clients, readable, writable)
         end
     end)
     if not ok and not common.is_interrupt(err) then error(err, 0) end

@@ -8,7 +8,7 @@ local socket = require "socket"
 local common = {}
 
 local DEFAULT_HOST, DEFAULT_PORT, DEFAULT_BACKLOG = "localhost", 7777, 128
-local DEFAULT_IDLE_TIMEOUT, DEFAULT_FPS = 60, 60   -- seconds; frames a second
+local DEFAULT_FPS = 60   -- frames a second
 local INT_MAX = 2147483647
 
 -- The command line -------------------------------------------------------
@@ -40,24 +40,12 @@ local function parse_number(program, what, text, min, max)
     return math.tointeger(value)
 end
 
--- Seconds as plain decimals ("60", "0.5"): 0, or 0.001 to 86400.
-local function parse_seconds(program, what, text)
-    if not (text:match("^%d+$") or text:match("^%d+%.%d+$")) then
-        usage_error(program, what, text, "not a number of seconds from 0 to 86400")
-    end
-    local value = tonumber(text)
-    if value > 86400 or (text:match("[1-9]") and value < 0.001) then
-        usage_error(program, what, text, "out of range (0, or 0.001-86400)")
-    end
-    return value
-end
-
 -- The options a step takes, as steps/*/main.c give them to parse_server_args():
--- { no_reuseaddr = true } for steps 2-4; for the serving loops of steps 6-7
--- { quiet = true, max_clients = DEFAULT, idle_timeout = true, fps = true }.
+-- { no_reuseaddr = true } for steps 2-4, { quiet = true, fps = true } for
+-- step 6, { quiet = true } for step 7.  (common/args.c has --max-clients and
+-- --idle-timeout as well: step 8's, which has no Lua twin.)
 local OPTION_HELP = {
     { "no_reuseaddr", " [--no-reuseaddr]" }, { "quiet", " [--quiet]" },
-    { "max_clients", " [--max-clients N]" }, { "idle_timeout", " [--idle-timeout SECONDS]" },
     { "fps", " [--fps N]" },
 }
 
@@ -69,8 +57,6 @@ function common.parse_args(argv, accepted)
     local program = argv[0]
     local args = { host = DEFAULT_HOST, port = DEFAULT_PORT,
                    backlog = DEFAULT_BACKLOG, reuseaddr = true, quiet = false,
-                   max_clients = accepted.max_clients,
-                   idle_timeout = accepted.idle_timeout and DEFAULT_IDLE_TIMEOUT or 0,
                    fps = DEFAULT_FPS }
     local i = 1
     while argv[i] and argv[i]:sub(1, 2) == "--" do
@@ -88,23 +74,11 @@ function common.parse_args(argv, accepted)
                 "  HOST     localhost (default), * for every interface, or an address\n",
                 ("  PORT     0-65535, default %d; 0 lets the kernel pick\n"):format(DEFAULT_PORT),
                 ("  BACKLOG  length of the accept queue, default %d\n"):format(DEFAULT_BACKLOG))
-            if accepted.idle_timeout then
-                io.stdout:write(("  --idle-timeout SECONDS  close a client silent this long, "
-                    .. "default %d; 0: never\n"):format(DEFAULT_IDLE_TIMEOUT))
-            end
             os.exit(0)
         elseif option == "--no-reuseaddr" and accepted.no_reuseaddr then
             args.reuseaddr = false
         elseif option == "--quiet" and accepted.quiet then
             args.quiet = true
-        elseif option == "--max-clients" and accepted.max_clients then
-            if not value then usage_error(program, "option", option, "needs a number") end
-            args.max_clients = parse_number(program, "max clients", value, 1, 1000000)
-            i = i + 1
-        elseif option == "--idle-timeout" and accepted.idle_timeout then
-            if not value then usage_error(program, "option", option, "needs seconds") end
-            args.idle_timeout = parse_seconds(program, "idle timeout", value)
-            i = i + 1
         elseif option == "--fps" and accepted.fps then
             if not value then usage_error(program, "option", option, "needs a number") end
             args.fps = parse_number(program, "frames per second", value, 1, 1000)

@@ -22,15 +22,13 @@
 -- The clock is common.clock(): socket.gettime() is the wall clock, which
 -- jumps when someone sets the time; a deadline on it could be an hour away.
 -- Every wait is at most 0.1 s, so that Ctrl-C is seen (common.lua).  The
--- options are step 6's: --quiet --max-clients N --idle-timeout S --fps N.
+-- options are the C step 6's: --quiet --fps N.
 local script_path = arg[1]
 local here = arg[0]:match("^(.-)[^/]*$")
 package.path = here .. "?.lua;" .. (script_path or ""):match("^(.-)[^/]*$") .. "?.lua;"
                .. package.path
 local socket = require "socket"
 local common = require "common"
-
-local DEFAULT_MAX_CLIENTS = 100   -- as steps/06_frame_loop/main.c
 
 if not script_path or script_path:sub(1, 2) == "--" then
     io.stderr:write(("usage: lua5.4 %s SCRIPT [OPTIONS] [HOST [PORT [BACKLOG]]]\n"):format(arg[0]))
@@ -40,8 +38,7 @@ end
 -- The script sees the command line as if it were the program: arg[0] is it.
 local script_arg = { [0] = script_path }
 for i = 2, #arg do script_arg[i - 1] = arg[i] end
-local args = common.parse_args(script_arg, { quiet = true, max_clients = DEFAULT_MAX_CLIENTS,
-                                             idle_timeout = true, fps = true })
+local args = common.parse_args(script_arg, { quiet = true, fps = true })
 local script = dofile(script_path)
 io.stdout:setvbuf("line")   -- each line out at once, as the C steps write them
 
