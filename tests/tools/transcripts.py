@@ -623,7 +623,7 @@ def _run_one():
 
 GENERATED_LINE = re.compile(r"^<!-- (?P<kind>adds|hunk)(?: (?P<args>[^>]*?))? -->$")
 IDEA_MARKER = re.compile(r"/\* (?P<end>end of )?idea (?P<name>[\w:]+) \*/")
-HUNK_CONTEXT = 3
+HUNK_CONTEXT = 2
 
 
 class Generated:
@@ -637,7 +637,8 @@ class Generated:
                                          against the step before that touch the
                                          code between /* idea NAME */ (or NAME:PART)
                                          and /* end of idea ... */, cut to that code
-                                         and 3 lines around it
+                                         and 2 lines around it (lines a rewrite
+                                         removed around it are left out)
 
     `adds` takes the step from the lesson's file name (docs/07_poll.md:
     07_poll), or from its argument (<!-- adds 07_poll -->).
@@ -753,18 +754,21 @@ def idea_hunk(file, idea):
     for first, last in regions:
         for number in range(max(0, first - HUNK_CONTEXT), min(len(new), last + HUNK_CONTEXT + 1)):
             window[number] = True
-    # Each line of the diff, as (old line or None, new line or None, text), kept
+    # Each line of the diff, as (old line or None, new line or None, text, the
+    # old line it comes at), kept
     # where its new line is in the window (a removed line: where it would be).
     kept = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if tag == "equal":
-            kept += [(i1 + k, j1 + k, " " + new[j1 + k]) for k in range(j2 - j1) if window[j1 + k]]
+            kept += [(i1 + k, j1 + k, " " + new[j1 + k], i1 + k)
+                     for k in range(j2 - j1) if window[j1 + k]]
             continue
-        near = any(window[j1:j2]) or (j1 < len(new) and window[j1]) or (j1 > 0 and window[j1 - 1])
-        if near:
-            kept += [(i, None, "-" + old[i]) for i in range(i1, i2)]
-            kept += [(None, j, "+" + new[j]) for j in range(j1, j2) if window[j]]
-    if not any(text[0] != " " for _, _, text in kept):
+        # Removed lines show where the idea's code replaced them, or where they
+        # were inside it; those a rewrite removed around it would only clutter.
+        if all(window[j1:j2]) and (j2 > j1 or 0 < j1 < len(new) and window[j1 - 1] and window[j1]):
+            kept += [(i, None, "-" + old[i], i) for i in range(i1, i2)]
+        kept += [(None, j, "+" + new[j], i1) for j in range(j1, j2) if window[j]]
+    if not any(line[2][0] != " " for line in kept):
         raise ValueError(f"{file}: idea {idea}'s code is the same in {before}")
     lines = [f"--- {before if os.path.exists(os.path.join(ROOT, before)) else '/dev/null'}",
              f"+++ {file}"]
@@ -773,12 +777,12 @@ def idea_hunk(file, idea):
     def flush():
         if not hunk:
             return
-        olds = [o for o, _, _ in hunk if o is not None]
-        news = [n for _, n, _ in hunk if n is not None]
-        old_start = olds[0] + 1 if olds else 0
-        new_start = news[0] + 1 if news else 0
+        olds = [line[0] for line in hunk if line[0] is not None]
+        news = [line[1] for line in hunk if line[1] is not None]
+        old_start = olds[0] + 1 if olds else hunk[0][3]   # none: the line before
+        new_start = news[0] + 1
         lines.append(f"@@ -{old_start},{len(olds)} +{new_start},{len(news)} @@")
-        lines.extend(text for _, _, text in hunk)
+        lines.extend(line[2] for line in hunk)
         hunk.clear()
 
     previous = {0: None, 1: None}      # the last old and new line kept
