@@ -1,14 +1,11 @@
-/* echo.c -- see echo.h. */
+/* echo.c -- see echo.h.  The clients' bookkeeping (their list, admission,
+ * the spare descriptor, the accept pause) is common/clients.c's. */
 #include "echo.h"
 
-#include "accept_errors.h"
 #include "address.h"
-#include "connections.h"   /* monotonic_seconds(), OUTPUT_LIMIT, REFUSALS_LOG_LIMIT */
-#include "signals.h"
 #include "stop_pipe.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdalign.h>
 #include <stdio.h>
@@ -16,9 +13,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* How long accepting pauses when accept fails and the spare cannot help. */
-#define ACCEPT_PAUSE_SECONDS 0.5
 
 /* What a request is for: the low 3 bits of its user_data.  The other bits
  * are its client's address (malloc()'s memory is aligned for any type, so
@@ -29,10 +23,8 @@ enum request { REQUEST_IGNORED, REQUEST_STOP, REQUEST_ACCEPT, REQUEST_RECV, REQU
 _Static_assert(alignof(max_align_t) >= 1 << REQUEST_BITS, "client addresses keep 3 bits free");
 
 struct client {
-    struct client *older, *newer;    /* the activity list (struct server) */
+    struct client_record record;     /* first: fd, peer, place in the activity list */
     struct client *next_waiting;     /* the queue of clients waiting for buffers */
-    double last_active;              /* monotonic_seconds() of the last byte moved */
-    int fd;
     unsigned owed;                   /* bytes received and not yet sent back */
     uint16_t first_buffer;           /* the owed bytes: pool buffers, linked through */
     uint16_t last_buffer;            /* pool.next[], oldest first */
@@ -43,7 +35,6 @@ struct client {
     bool input_ended;                /* recv gave 0: the client sends no more */
     bool waiting;                    /* in the queue for buffers */
     bool closing;                    /* closed and logged; freed after its last CQE */
-    char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
 };
 
 void report_failure(const char *call, int errnum)
@@ -55,13 +46,6 @@ static void fail(const char *call, int errnum)
 {
     report_failure(call, errnum);
     exit(1);
-}
-
-static void log_event(const struct server *server, const char *verb, const char *peer,
-                      const char *detail)
-{
-    if (!server->quiet)
-        log_line(server->log, "%s %s%s", verb, peer, detail);
 }
 
 /* -- requests ---------------------------------------------------------------- */
@@ -147,31 +131,7 @@ static void give_back(struct buffer_pool *pool, uint16_t bid)
     pool->held--;
 }
 
-/* -- the activity list and the queue for buffers ------------------------------ */
-
-static void unlink_activity(struct server *server, struct client *c)
-{
-    *(c->older ? &c->older->newer : &server->least_recent) = c->newer;
-    *(c->newer ? &c->newer->older : &server->most_recent) = c->older;
-    c->older = c->newer = NULL;
-}
-
-static void append_activity(struct server *server, struct client *c)
-{
-    c->older = server->most_recent;
-    *(c->older ? &c->older->newer : &server->least_recent) = c;
-    server->most_recent = c;
-}
-
-/* c moved a byte: it becomes the most recently active. */
-static void touch(struct server *server, struct client *c)
-{
-    c->last_active = monotonic_seconds();
-    if (server->most_recent != c) {
-        unlink_activity(server, c);
-        append_activity(server, c);
-    }
-}
+/* -- the queue for buffers ------------------------------------------------- */
 
 /* Out of the queue for buffers: the first, usually (a closing client may be anywhere). */
 static void stop_waiting(struct server *server, struct client *c)
@@ -196,12 +156,6 @@ static void start_waiting(struct server *server, struct client *c)
 
 /* -- closing ------------------------------------------------------------------- */
 
-/* The spare descriptor: any file will do; /dev/null always exists. */
-static int open_spare(void)
-{
-    return open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
 /* The kernel is done with c: give its buffers back, close, free. */
 static void finish_if_done(struct server *server, struct client *c)
 {
@@ -214,11 +168,7 @@ static void finish_if_done(struct server *server, struct client *c)
         c->first_buffer = server->pool.next[bid];
         give_back(&server->pool, bid);
     }
-    if (close(c->fd) == -1)
-        report_failure("close", errno);
-    if (server->spare_fd == -1 && !server->spare_lent)
-        server->spare_fd = open_spare();   /* its reopening failed: a descriptor is free now */
-    free(c);
+    clients_release(&server->clients, &c->record);
     server->closing_count--;
 }
 
@@ -227,18 +177,14 @@ static void finish_if_done(struct server *server, struct client *c)
  * (until then they hold the socket, and may still write into c). */
 static void close_client(struct server *server, struct client *c, const char *reason)
 {
-    char detail[160];
-    snprintf(detail, sizeof detail, ": %s", reason);
-    log_event(server, "closed", c->peer, detail);
-    unlink_activity(server, c);
+    clients_remove(&server->clients, &c->record, reason);
     if (c->waiting)
         stop_waiting(server, c);
     c->closing = true;
-    server->client_count--;
     server->closing_count++;
     if (c->receiving || c->sending) {
         struct io_uring_sqe *sqe = new_request(server);
-        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_prep_cancel_fd(sqe, c->record.fd, IORING_ASYNC_CANCEL_ALL);
         tag(sqe, REQUEST_IGNORED, 0);
     }
     finish_if_done(server, c);
@@ -259,7 +205,7 @@ static void close_on_error(struct server *server, struct client *c, int errnum)
 static void arm_recv(struct server *server, struct client *c)
 {
     struct io_uring_sqe *sqe = new_request(server);
-    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    io_uring_prep_recv_multishot(sqe, c->record.fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUFFER_GROUP;
     tag(sqe, REQUEST_RECV, (uintptr_t)c);
@@ -294,7 +240,7 @@ static void send_next(struct server *server, struct client *c)
     uint16_t bid = c->first_buffer;
     struct io_uring_sqe *sqe = new_request(server);
     /* MSG_NOSIGNAL: a vanished client gives EPIPE, not a fatal SIGPIPE. */
-    io_uring_prep_send(sqe, c->fd,
+    io_uring_prep_send(sqe, c->record.fd,
                        server->pool.memory + (size_t)bid * BUFFER_SIZE + c->first_sent,
                        (size_t)(server->pool.length[bid] - c->first_sent), MSG_NOSIGNAL);
     tag(sqe, REQUEST_SEND, (uintptr_t)c);
@@ -317,8 +263,10 @@ static void owe(struct server *server, struct client *c, uint16_t bid, unsigned 
 
 static void on_recv(struct server *server, struct client *c, const struct io_uring_cqe *cqe)
 {
+    /* idea multishot_receive */
     if (!(cqe->flags & IORING_CQE_F_MORE))
         c->receiving = c->cancelling = false;   /* this request is over */
+    /* end of idea multishot_receive */
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         server->pool.held++;
@@ -332,7 +280,7 @@ static void on_recv(struct server *server, struct client *c, const struct io_uri
         return;
     }
     if (cqe->res > 0) {
-        touch(server, c);
+        clients_touch(&server->clients, &c->record);
         send_next(server, c);
     } else if (cqe->res == 0) {
         c->input_ended = true;       /* closed, or half-closed: we may still owe it */
@@ -365,14 +313,16 @@ static void on_send(struct server *server, struct client *c, int result)
     unsigned sent = (unsigned)result;
     c->owed -= sent;
     c->first_sent = (uint16_t)(c->first_sent + sent);
+    /* idea buffer_pool */
     if (c->first_sent == server->pool.length[c->first_buffer]) {
         uint16_t done = c->first_buffer;
         c->first_buffer = server->pool.next[done];
         c->first_sent = 0;
         give_back(&server->pool, done);   /* its bytes are sent: it may be filled again */
     }
+    /* end of idea buffer_pool */
     if (sent > 0)
-        touch(server, c);
+        clients_touch(&server->clients, &c->record);
     if (c->input_ended && c->owed == 0) {
         close_client(server, c, "client closed");
         return;
@@ -396,118 +346,32 @@ static void arm_accept(struct server *server, int index)
     server->accept_armed[index] = true;
 }
 
-/* Tells a client we will not serve it, in one line, and hangs up.  A fresh
- * socket's send buffer is empty, so this short send does not wait; the
- * socket is blocking (io_uring needs no O_NONBLOCK): MSG_DONTWAIT makes sure. */
-static void refuse(struct server *server, int fd, const char *peer, const char *line,
-                   const char *why)
-{
-    if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
-        /* The client is gone already; it hears nothing either way. */
-    }
-    if (close(fd) == -1)
-        report_failure("close", errno);
-    /* A line of its own at most once a second, as in common/connections.c. */
-    if (server->quiet || !log_limit_allows(server->log, &server->refusals, monotonic_seconds()))
-        return;
-    char detail[160];
-    snprintf(detail, sizeof detail, ": %s", why);
-    log_event(server, "refused", peer, detail);
-}
-
-static void admit(struct server *server, int fd)
-{
-    struct sockaddr_storage peer;
-    socklen_t peer_len = sizeof peer;
-    if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == -1) {
-        if (close(fd) == -1)       /* it left already (ENOTCONN): nobody to tell */
-            report_failure("close", errno);
-        return;
-    }
-    char peer_text[ADDRESS_TEXT_SIZE];
-    format_address((struct sockaddr *)&peer, peer_len, peer_text, sizeof peer_text);
-
-    if (server->spare_lent) {
-        /* The spare was closed to make room for this client.  If it cannot
-         * be opened again, the client took the last descriptor: refuse it,
-         * which frees that descriptor for the spare. */
-        server->spare_lent = false;
-        server->spare_fd = open_spare();
-        if (server->spare_fd == -1) {
-            int errnum = errno;
-            char why[96];
-            snprintf(why, sizeof why, "%s (out of descriptors)", errno_name(errnum));
-            refuse(server, fd, peer_text, "busy: server out of descriptors, try later\n", why);
-            server->spare_fd = open_spare();
-            return;
-        }
-    }
-    if (server->client_count >= server->max_clients) {
-        char line[80], why[64];
-        snprintf(line, sizeof line, "busy: too many clients (max %d), try later\n",
-                 server->max_clients);
-        snprintf(why, sizeof why, "too many clients (max %d)", server->max_clients);
-        refuse(server, fd, peer_text, line, why);
-        return;
-    }
-    struct client *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        refuse(server, fd, peer_text, "busy: server out of memory, try later\n",
-               "ENOMEM (out of memory)");
-        return;
-    }
-    c->fd = fd;
-    memcpy(c->peer, peer_text, sizeof c->peer);
-    c->last_active = monotonic_seconds();
-    append_activity(server, c);
-    server->client_count++;
-    char detail[32];
-    snprintf(detail, sizeof detail, " (fd %d)", fd);
-    log_event(server, "accepted", c->peer, detail);
-    update_receiving(server, c);
-}
-
 static void on_accept(struct server *server, int index, const struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE))
         server->accept_armed[index] = false;     /* server_rearm() arms another */
-    if (cqe->res >= 0) {
-        if (!server->stopping)
-            admit(server, cqe->res);
-        else if (close(cqe->res) == -1)
+    if (cqe->res >= 0 && server->stopping) {
+        if (close(cqe->res) == -1)
             report_failure("close", errno);
-        return;
+    } else if (cqe->res >= 0) {
+        /* Admitted (and logged), or refused in one line (common/clients.c). */
+        struct client *c = (struct client *)clients_admit(&server->clients, cqe->res,
+                                                           sizeof *c);
+        if (c != NULL)
+            update_receiving(server, c);
+    } else if (cqe->res != -ECANCELED) {
+        /* EMFILE: the spare descriptor makes room; ENOBUFS: a pause. */
+        clients_accept_failed(&server->clients, -cqe->res);
     }
-    int errnum = -cqe->res;
-    if (errnum == ECANCELED || accept_error_is_temporary(errnum))
-        return;                                  /* about that client only */
-    if ((errnum == EMFILE || errnum == ENFILE) && server->spare_lent)
-        return;                                  /* the spare is on its way back */
-    if ((errnum == EMFILE || errnum == ENFILE) && server->spare_fd != -1) {
-        /* No descriptor for the client, which stays queued.  Give up the
-         * spare: the next accept takes its place, and admit() sees it. */
-        if (close(server->spare_fd) == -1)
-            report_failure("close", errno);
-        server->spare_fd = -1;
-        server->spare_lent = true;
-        return;
-    }
-    /* ENOBUFS, ENOMEM, or no spare: let the system breathe. */
-    fprintf(stderr, "accept: %s (%s); pausing accept for %g s\n", errno_name(errnum),
-            strerror(errnum), ACCEPT_PAUSE_SECONDS);
-    server->accept_paused_until = monotonic_seconds() + ACCEPT_PAUSE_SECONDS;
 }
 
 /* -- the server ------------------------------------------------------------------ */
 
 int server_start(struct server *server, const struct server_args *args,
-                 struct listeners *listeners, char *err, size_t err_size)
+                 struct listeners *listeners, struct server_log *log,
+                 char *err, size_t err_size)
 {
     server->listeners = listeners;
-    server->max_clients = args->max_clients;
-    server->quiet = args->quiet;
-    server->refusals = REFUSALS_LOG_LIMIT;
-    server->idle_timeout = args->idle_timeout;
     if (pool_start(&server->pool, &server->ring, err, err_size) == -1)
         return -1;
     /* The stop pipe (common/signals.h), watched through the ring: a stop
@@ -517,10 +381,43 @@ int server_start(struct server *server, const struct server_args *args,
     io_uring_prep_poll_add(sqe, stop_pipe_fd(), POLLIN);
     tag(sqe, REQUEST_STOP, 0);
     server->stop_watched = true;
-    server->spare_fd = open_spare();   /* -1 is survivable: we pause instead */
+    clients_init(&server->clients, args, log);   /* opens the spare descriptor */
     for (int l = 0; l < listeners->count; l++)
         arm_accept(server, l);
     return 0;
+}
+
+/* seconds, plus 1 ms so that a wait never ends just before a deadline. */
+static struct __kernel_timespec timespec_from(double seconds)
+{
+    long long nanoseconds = (long long)(seconds * 1e9) + 1000000;
+    return (struct __kernel_timespec){ .tv_sec = nanoseconds / 1000000000,
+                                       .tv_nsec = nanoseconds % 1000000000 };
+}
+
+int server_turn(struct server *server, double wait_seconds)
+{
+    /* idea io_uring */
+    struct __kernel_timespec timeout = timespec_from(wait_seconds);
+    struct io_uring_cqe *cqe;
+    int ret = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1,
+                                               wait_seconds < 0 ? NULL : &timeout, NULL);
+    /* ETIME: the timeout; EINTR: a signal; EBUSY: completions wait in the
+     * kernel for room in the queue, which taking ours below makes. */
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+        report_failure("io_uring_submit_and_wait_timeout", -ret);
+        return -1;
+    }
+    /* Every completion posted by now, in order; then tell the kernel
+     * their slots are free. */
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&server->ring, head, cqe) {
+        server_handle(server, cqe);
+        seen++;
+    }
+    io_uring_cq_advance(&server->ring, seen);
+    return 0;
+    /* end of idea io_uring */
 }
 
 void server_handle(struct server *server, const struct io_uring_cqe *cqe)
@@ -549,7 +446,7 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe)
 
 void server_rearm(struct server *server)
 {
-    if (!server->stopping && monotonic_seconds() >= server->accept_paused_until)
+    if (!server->stopping && clients_accepting(&server->clients))
         for (int l = 0; l < server->listeners->count; l++)
             if (!server->accept_armed[l])
                 arm_accept(server, l);
@@ -562,31 +459,14 @@ void server_rearm(struct server *server)
     }
 }
 
+static void close_idle(struct client_record *c, const char *reason, void *server)
+{
+    close_client(server, (struct client *)c, reason);
+}
+
 double server_expire(struct server *server)
 {
-    double now = monotonic_seconds();
-    double next = -1;
-    if (server->idle_timeout > 0) {
-        /* Least recently active first: stop at the first one still in time. */
-        while (server->least_recent != NULL
-               && now - server->least_recent->last_active >= server->idle_timeout) {
-            char reason[64];
-            snprintf(reason, sizeof reason, "idle for %g s", server->idle_timeout);
-            close_client(server, server->least_recent, reason);
-        }
-        if (server->least_recent != NULL)
-            next = server->least_recent->last_active + server->idle_timeout - now;
-    }
-    if (server->accept_paused_until > now
-        && (next < 0 || server->accept_paused_until - now < next))
-        next = server->accept_paused_until - now;
-    double refusals_due = server->quiet ? 0 : log_limit_expire(server->log, &server->refusals, now);
-    if (refusals_due > 0 && (next < 0 || refusals_due - now < next))
-        next = refusals_due - now;
-    log_flush(server->log);
-    if (log_pending(server->log) && (next < 0 || next > LOG_RETRY_MS / 1000.0))
-        next = LOG_RETRY_MS / 1000.0;   /* lines wait for stdout: look again soon */
-    return next;
+    return clients_expire(&server->clients, close_idle, server);
 }
 
 /* Any request still waiting for a completion? */
@@ -603,29 +483,15 @@ static bool requests_outstanding(const struct server *server)
 void server_close_all(struct server *server, const char *reason)
 {
     server->stopping = true;
-    while (server->least_recent != NULL)
-        close_client(server, server->least_recent, reason);
+    while (server->clients.oldest != NULL)
+        close_client(server, (struct client *)server->clients.oldest, reason);
     /* And the accepts and the stop pipe's poll.  A request holds its file:
      * until its last completion, a listening socket stays open, and its
      * port taken, whatever close() says. */
     struct io_uring_sqe *sqe = new_request(server);
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     tag(sqe, REQUEST_IGNORED, 0);
-    while (requests_outstanding(server)) {
-        int ret = io_uring_submit_and_wait(&server->ring, 1);
-        if (ret == -EINTR)
-            continue;
-        if (ret < 0) {
-            report_failure("io_uring_submit_and_wait", -ret);
-            return;
-        }
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&server->ring, head, cqe) {
-            server_handle(server, cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&server->ring, seen);
+    while (requests_outstanding(server) && server_turn(server, -1) == 0) {
     }
 }
 
@@ -636,6 +502,5 @@ void server_free(struct server *server)
         report_failure("io_uring_unregister_buf_ring", -failed);
     free(server->pool.memory);
     free(server->pool.ring);
-    if (server->spare_fd != -1 && close(server->spare_fd) == -1)
-        report_failure("close", errno);
+    clients_free(&server->clients);
 }

@@ -10,6 +10,7 @@
 #define ECHO_H
 
 #include "args.h"
+#include "clients.h"
 #include "listeners.h"
 #include "log.h"
 
@@ -19,6 +20,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Bytes owed to a client at which its receiving stops: the per-client
+ * memory bound, as in steps 6-8. */
+#define OUTPUT_LIMIT ((size_t)64 * 1024)
 
 /* The provided-buffer pool: the kernel picks a free buffer from it for each
  * receive, at the moment data arrives.  A ring of buffers must hold a power
@@ -41,25 +46,17 @@ struct client;                        /* one connection: echo.c */
 struct server {
     struct io_uring ring;
     struct buffer_pool pool;
+    /* The open clients, least recently active first, their admission, the
+     * spare descriptor and the accept pause, as step 8 taught them
+     * (common/clients.h). */
+    struct clients clients;
     struct listeners *listeners;
     bool accept_armed[LISTENERS_MAX];   /* a multishot accept is waiting on it */
     bool stop_watched;                  /* the poll of the stop pipe is waiting */
-    double accept_paused_until;         /* after accept failed in a way the spare cannot fix */
-    int spare_fd;                       /* given up on EMFILE, to make room for one client */
-    bool spare_lent;                    /* closed for an accept that may take its place */
-    /* Open clients, least recently active first: the idle timeout looks only
-     * at the head; activity moves a client to the tail. */
-    struct client *least_recent, *most_recent;
     struct client *first_waiting;       /* clients whose recv found the pool empty, */
     struct client *last_waiting;        /* in the order it did */
-    int client_count;                   /* open clients */
     int closing_count;                  /* closed, waiting for their last completions */
-    int max_clients;
-    struct server_log *log;             /* where the lines go (common/log.h) */
-    bool quiet;                         /* no line per connection */
-    struct log_limit refusals;          /* a "refused" line a second, the rest counted */
     bool stopping;
-    double idle_timeout;                /* seconds; 0: never */
 };
 
 /* Starts a server whose ring the caller has set up (all else zero): the
@@ -67,7 +64,15 @@ struct server {
  * requests queued: a multishot accept per listener and a poll of the stop
  * pipe.  0, or -1 with a one-line reason in err. */
 int server_start(struct server *server, const struct server_args *args,
-                 struct listeners *listeners, char *err, size_t err_size);
+                 struct listeners *listeners, struct server_log *log,
+                 char *err, size_t err_size);
+
+/* One turn of the loop: submits every request queued since the last turn,
+ * waits until at least one completion is posted (at most wait_seconds;
+ * -1: no bound), and does what each completion says (server_handle()),
+ * queueing the requests that follow from it.  0, or -1 if waiting failed
+ * (said on stderr). */
+int server_turn(struct server *server, double wait_seconds);
 
 /* Does what one completion says, queueing the requests that follow from it. */
 void server_handle(struct server *server, const struct io_uring_cqe *cqe);
@@ -77,8 +82,8 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe);
 void server_rearm(struct server *server);
 
 /* Closes the clients idle for idle_timeout, ends an accept pause, sums up
- * refusals, and writes what stdout takes of the log.  Returns the seconds
- * until it has something to do again, -1 for never. */
+ * refusals, and writes what stdout takes of the log (clients_expire()).
+ * Returns the seconds until it has something to do again, -1 for never. */
 double server_expire(struct server *server);
 
 /* Closes every client ("closed PEER: reason"), cancels every request, and

@@ -78,14 +78,6 @@
 #define SUBMISSION_ENTRIES 4096
 #define COMPLETION_ENTRIES 16384
 
-/* seconds, plus 1 ms so that a wait never ends just before a deadline. */
-static struct __kernel_timespec timespec_from(double seconds)
-{
-    long long nanoseconds = (long long)(seconds * 1e9) + 1000000;
-    return (struct __kernel_timespec){ .tv_sec = nanoseconds / 1000000000,
-                                       .tv_nsec = nanoseconds % 1000000000 };
-}
-
 /* The two rings, 0 or an errno.  DEFER_TASKRUN (Linux 6.1; with
  * SINGLE_ISSUER: one thread uses the ring): the kernel finishes receives
  * only while we wait for completions, so a turn's completions come in one
@@ -139,7 +131,7 @@ int main(int argc, char **argv)
      * no call of ours ever waits on one; the kernel does the waiting. */
     struct server_log log;        /* stdout, never waited for (common/log.h) */
     log_open(&log);
-    struct server server = { .spare_fd = -1, .log = &log };
+    struct server server = { 0 };
     int failed = ring_init(&server.ring);
     if (failed) {
         report_no_io_uring(argv[0], failed);
@@ -147,7 +139,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* The buffer pool, and the first requests: accepts, the stop pipe. */
-    if (server_start(&server, &args, &listeners, err, sizeof err) == -1) {
+    if (server_start(&server, &args, &listeners, &log, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         io_uring_queue_exit(&server.ring);
         listeners_close(&listeners);
@@ -156,33 +148,11 @@ int main(int argc, char **argv)
     for (int l = 0; l < listeners.count; l++)
         log_line(&log, "listening on %s", listeners.list[l].address);
 
-    while (!stop_requested()) {
-        double wait_seconds = server_expire(&server);   /* idle clients go */
-
-        /* Submit every request queued since the last turn and sleep until
-         * at least one completion is posted, or until the next idle
-         * deadline: one io_uring_enter() for all of it. */
-        struct __kernel_timespec timeout = timespec_from(wait_seconds);
-        struct io_uring_cqe *cqe;
-        int ret = io_uring_submit_and_wait_timeout(&server.ring, &cqe, 1,
-                                                   wait_seconds < 0 ? NULL : &timeout, NULL);
-        /* ETIME: the timeout; EINTR: a signal; EBUSY: completions wait in
-         * the kernel for room in the queue, which taking ours below makes. */
-        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
-            report_failure("io_uring_submit_and_wait_timeout", -ret);
-            break;
-        }
-
-        /* Every completion posted by now, in order; then tell the kernel
-         * their slots are free. */
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&server.ring, head, cqe) {
-            server_handle(&server, cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&server.ring, seen);
+    /* Idle clients go; then submit every request queued since the last
+     * turn and sleep until at least one completion is posted, or until the
+     * next deadline: one io_uring_enter() for all of it (server_turn()). */
+    while (!stop_requested() && server_turn(&server, server_expire(&server)) == 0)
         server_rearm(&server);   /* multishot requests that ended, if still wanted */
-    }
 
     if (stop_requested())
         log_line(&log, "stopping on %s", stop_signal_name());
