@@ -80,7 +80,7 @@ SKIPPED_STEPS :=
 include $(wildcard steps/*/build.mk)
 STEP_BINS  := $(filter-out $(SKIPPED_STEPS:%=$(BUILD)/%),$(STEPS:%=$(BUILD)/%))
 
-.PHONY: all test clean workspace check test-helpers $(STEPS)
+.PHONY: all test clean workspace check hint test-helpers $(STEPS)
 all: $(STEPS:%=$(BUILD)/%)
 
 $(STEPS): %: $(BUILD)/%
@@ -321,6 +321,9 @@ test-lua: all test-helpers
 workspace:
 	@python3 -m tests.tools.workspace new $(STEP)
 
+hint:
+	@python3 -m tests.tools.workspace hint $(STEP)
+
 check: all test-helpers
 	@$(or $(PYTHON),python3) -m tests.tools.workspace check --build=$(BUILD) $(if $(ONLY),--only="$(ONLY)") $(STEP)
 
@@ -382,7 +385,8 @@ bench-quick: all bench-tools
 	    --invoked-as="make bench-quick$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
 # Fuzzing with clang's libFuzzer (Debian: clang): tests/fuzz/fuzz_*.c, each
-# built with every common/ file into build/fuzz/, run by tests/fuzz/run.
+# built with every common/ file (and a step's files it names) into build/fuzz/,
+# run by tests/fuzz/run.
 # COURSE_CFLAGS keep the warnings errors; the sanitizers make a memory error
 # or undefined behaviour a crash the fuzzer reports.
 FUZZ_CC      ?= clang
@@ -391,9 +395,13 @@ FUZZ_CFLAGS   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g
 FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
 
 .PHONY: fuzz fuzz-ci fuzz-tools
+# A target that fuzzes a step's own code names its files here.
+FUZZ_STEP_SRC_fuzz_connection := steps/08_epoll/connections.c
+build/fuzz/fuzz_connection: steps/08_epoll/connections.c steps/08_epoll/connections.h
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(COMMON_HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(COURSE_CPPFLAGS) $(CPPFLAGS) $(COURSE_CFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC)
+	$(FUZZ_CC) $(COURSE_CPPFLAGS) $(CPPFLAGS) $(COURSE_CFLAGS) $(FUZZ_CFLAGS) \
+	    $(addprefix -I,$(dir $(FUZZ_STEP_SRC_$*))) -o $@ $< $(COMMON_SRC) $(FUZZ_STEP_SRC_$*)
 
 # One line, and a failure, where clang or its libFuzzer is missing: a fuzz
 # run that did not happen must not pass.

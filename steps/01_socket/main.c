@@ -51,7 +51,9 @@ int main(int argc, char **argv)
     for (ai = addresses; ai != NULL; ai = ai->ai_next) {
         const char *failed_call = NULL;
 
+        /* idea socket */
         listen_fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        /* end of idea socket */
         if (listen_fd == -1)
             failed_call = "socket";
 

@@ -55,16 +55,24 @@ int main(int argc, char **argv)
         const char *failed_call = NULL;
         const int on = 1;
 
+        /* idea socket */
         listen_fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        /* end of idea socket */
         if (listen_fd == -1)
             failed_call = "socket";
+        /* idea reuseaddr */
         else if (args.reuseaddr
                  && setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1)
             failed_call = "setsockopt SO_REUSEADDR";
+        /* end of idea reuseaddr */
+        /* idea bind */
         else if (bind(listen_fd, ai->ai_addr, ai->ai_addrlen) == -1)
             failed_call = "bind";
+        /* end of idea bind */
+        /* idea listen */
         else if (listen(listen_fd, args.backlog) == -1)
             failed_call = "listen";
+        /* end of idea listen */
 
         if (failed_call == NULL)
             break;

@@ -88,7 +88,9 @@ int main(int argc, char **argv)
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
+        /* idea accept */
         int client_fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
+        /* end of idea accept */
         if (client_fd == -1) {
             /* About one client (it gave up while queued, or its network
              * failed: man 2 accept says retry), not about the server. */

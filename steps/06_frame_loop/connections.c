@@ -267,7 +267,7 @@ static int write_output(struct connection_table *table, struct connection *c)
  * Returns -1 if it closed c (out of memory). */
 static int keep_owed(struct connection_table *table, struct connection *c)
 {
-    /* idea keep_owed */
+    /* idea send:keep */
     size_t owed = output_owed(c);
     if (owed == 0) {
         free(c->output);
@@ -284,7 +284,7 @@ static int keep_owed(struct connection_table *table, struct connection *c)
         c->output_end = owed;
     }
     return 0;
-    /* end of idea keep_owed */
+    /* end of idea send:keep */
 }
 
 int connection_handle(struct connection_table *table, struct connection *c, unsigned ready)

@@ -144,7 +144,7 @@ static int poll_list_reserve(struct poll_list *list, nfds_t needed)
 static int serve_ready(struct poll_list *list, struct listeners *listeners,
                        struct connection_table *table)
 {
-    /* idea poll_list */
+    /* idea frame_loop:poll */
     nfds_t first_client = (nfds_t)listeners->count;
     if (poll_list_reserve(list, first_client + (nfds_t)table->count) == -1)
         return -1;
@@ -173,7 +173,7 @@ static int serve_ready(struct poll_list *list, struct listeners *listeners,
             while (connection_accept(table, listeners->list[l].fd) != NULL)
                 ;                  /* next frame watches the new ones */
     return 0;
-    /* end of idea poll_list */
+    /* end of idea frame_loop:poll */
 }
 
 int main(int argc, char **argv)

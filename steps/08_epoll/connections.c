@@ -124,13 +124,13 @@ static void append_client(struct connection_table *table, struct connection *c)
 /* c just moved a byte: it is now the most recently active client. */
 static void mark_active(struct connection_table *table, struct connection *c)
 {
-    /* idea activity_list */
+    /* idea idle_timeout:activity */
     c->last_active = monotonic_seconds();
     if (table->newest != c) {
         unlink_client(table, c);
         append_client(table, c);
     }
-    /* end of idea activity_list */
+    /* end of idea idle_timeout:activity */
 }
 
 void connection_close(struct connection_table *table, struct connection *c,
@@ -405,7 +405,7 @@ static int write_output(struct connection_table *table, struct connection *c)
  * Returns -1 if it closed c (out of memory). */
 static int keep_owed(struct connection_table *table, struct connection *c)
 {
-    /* idea keep_owed */
+    /* idea send:keep */
     size_t owed = output_owed(c);
     if (owed == 0) {
         free(c->output);
@@ -422,7 +422,7 @@ static int keep_owed(struct connection_table *table, struct connection *c)
         c->output_end = owed;
     }
     return 0;
-    /* end of idea keep_owed */
+    /* end of idea send:keep */
 }
 
 int connection_handle(struct connection_table *table, struct connection *c, unsigned ready)

@@ -102,7 +102,7 @@ static unsigned ready_from(uint32_t events)
 static void watch(struct connection_table *table, int epoll_fd, int op,
                   struct connection *c)
 {
-    /* idea epoll_watch */
+    /* idea epoll:watch */
     unsigned wants = connection_wants(c);
     struct epoll_event event = { .events = epoll_events(wants), .data.ptr = c };
     if (epoll_ctl(epoll_fd, op, c->fd, &event) == -1) {
@@ -112,7 +112,7 @@ static void watch(struct connection_table *table, int epoll_fd, int op,
         return;
     }
     c->watched = wants;
-    /* end of idea epoll_watch */
+    /* end of idea epoll:watch */
 }
 
 /* Registers (op EPOLL_CTL_ADD) or updates (EPOLL_CTL_MOD) every listening
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
         /* Each socket appears at most once per batch, and a slot closed here
          * is refilled only by an accept whose socket is not in this batch:
          * no event below can reach the wrong client. */
-        /* idea epoll_dispatch */
+        /* idea epoll:dispatch */
         for (int i = 0; i < ready; i++) {
             if (events[i].data.ptr == &stop_event)
                 continue;              /* a stop signal: the loop test ends it */
@@ -222,7 +222,7 @@ int main(int argc, char **argv)
             if (c->fd != -1 && connection_wants(c) != c->watched)
                 watch(&table, epoll_fd, EPOLL_CTL_MOD, c);
         }
-        /* end of idea epoll_dispatch */
+        /* end of idea epoll:dispatch */
     }
 
     if (stop_requested())

@@ -1,4 +1,4 @@
-"""The learner's workspace (tests/tools/workspace.py, tests/tools/skeletons.py), for every step:
+"""The learner's workspace (tests/tools/workspace.py, tests/tools/cutter.py), for every step:
 the skeleton builds with the course's flags, the step's tests fail against it,
 and the same commands pass with the reference code in its place.
 
@@ -21,15 +21,14 @@ import sys
 import pytest
 
 from tests import ROOT
-from tests.tools import skeletons
+from tests.tools import cutter, todos
 from tests.tools import workspace as workspace_tool
 from tests.lib import registry
 from tests.lib.programs import ADDRESS_LINE, explain
 
 STEPS = registry.names()
-IDEAS = [(step, name, number, wrong) for step in STEPS
-         for name, number, cut in skeletons.ideas(step)
-         for wrong in ([False, True] if cut["wrong"] else [False])]
+IDEAS = [(step, todo) for step in STEPS for todo in todos.TODOS.get(step, []) if todo.caught_by]
+MISTAKES = [(step, mistake) for step in STEPS for mistake in todos.MISTAKES.get(step, [])]
 
 pytestmark = pytest.mark.long
 
@@ -97,15 +96,8 @@ def reference_workspace(tmp_path_factory):
     def workspace(step):
         if step not in written:
             folder = tmp_path_factory.mktemp(f"reference-{step}")
-            shutil.copytree(os.path.join(ROOT, "steps", step), folder / step)
-            # The common/ files the workspace holds too, as a learner's would be:
-            # the banner on top, the course's code in every TODO's place.
-            for name in skeletons.LESSONS[step]:
-                if "/" in name:
-                    short = os.path.basename(name)
-                    reference = skeletons.read_reference(step, name)
-                    (folder / step / short).write_text(
-                        skeletons.banner(step, short, name, reference) + reference)
+            shutil.copytree(os.path.join(ROOT, "steps", step), folder / step,
+                            ignore=shutil.ignore_patterns("*.mk"), copy_function=shutil.copy)
             written[step] = str(folder)
         return written[step]
     return workspace
@@ -117,7 +109,7 @@ def test_skeleton_builds_and_its_tests_fail(step, tmp_path, build_dirs, steps_di
     made, command = workspace_command("new", step, "--workspace", workspace)
     assert made.returncode == 0, explain(
         step, command, "a skeleton is written", made.stderr.strip(),
-        "add the step's lesson cuts to LESSONS in tests/tools/skeletons.py")
+        "add the step's TODOs to tests/tools/todos.py and mark their regions")
     with open(os.path.join(workspace, step, "main.c")) as f:
         text = f.read()
     assert "/* TODO" in text, explain(step, command, "the skeleton has a TODO", "none")
@@ -128,11 +120,11 @@ def test_skeleton_builds_and_its_tests_fail(step, tmp_path, build_dirs, steps_di
     output = checked.stdout + checked.stderr
     assert checked.returncode != 3, explain(
         step, command, "the skeleton compiles warning-free (-Werror)", output[-3000:],
-        "a cut in tests/tools/skeletons.py leaves an unused variable or broken code")
+        "a placeholder in tests/tools/todos.py leaves an unused variable or broken code")
     assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
         step, command, "at least one of the step's tests fails against the skeleton",
         f"exit status {checked.returncode}:\n{output[-3000:]}",
-        "the cut in tests/tools/skeletons.py removes nothing the tests notice")
+        "the regions cut out (tests/tools/todos.py) remove nothing the tests notice")
 
 
 @pytest.mark.parametrize("step, part, parts", REFERENCE_CHECKS, ids=[
@@ -231,7 +223,7 @@ def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path, bui
     """Run as written by make workspace, a skeleton must not look like a
     working program (step 3 used to print "bound to 0.0.0.0:0" and wait):
     it stops, exit status 3, with a line naming the TODO it reached."""
-    write_workspace(str(tmp_path / "ws"), step, skeletons.step_sources(step)[0])
+    write_workspace(str(tmp_path / "ws"), step, cutter.step_sources(step)[0])
     program = build_skeleton(step, str(tmp_path / "ws"), build_dirs["untouched"])
     command = f"{os.path.relpath(program, ROOT)} 127.0.0.1 0"
     proc = subprocess.Popen([program, "127.0.0.1", "0"], stdout=subprocess.PIPE,
@@ -262,68 +254,100 @@ def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path, bui
     assert status == 3 and re.search(rf"TODO step {number}\b.*not written yet", errors), explain(
         step, command, "exit status 3 and one line naming the TODO (TODO step N ...: not "
         "written yet)", f"exit status {status}; stdout {(first + output)!r}; stderr {errors!r}",
-        "a cut in tests/tools/skeletons.py leaves no placeholder, or one that does not stop")
+        "a region in tests/tools/todos.py leaves no placeholder, or one that does not stop")
     assert "bound to" not in first + output or number > 3, explain(
         step, command, "no 'bound to' line: nothing was bound", f"stdout {(first + output)!r}")
 
 
-@pytest.mark.parametrize("step, name, number, wrong", IDEAS, ids=[
-    f"{step}-{os.path.basename(name)}-{number}{'-wrong' if wrong else ''}"
-    for step, name, number, wrong in IDEAS])
-def test_each_idea_is_caught_when_missing_or_wrong(step, name, number, wrong, tmp_path,
-                                                    build_dirs, steps_dir):
-    """Part 2's ideas, one at a time: the reference with only this idea cut
-    out (its TODO placeholder), or replaced by a plausible wrong version, must
-    fail the tests LESSONS names, with a report that says what is wrong."""
-    cut = skeletons.LESSONS[step][name][number]
+@pytest.mark.parametrize("step, todo", IDEAS, ids=[f"{step}-{todo.label}" for step, todo in IDEAS])
+def test_each_idea_is_caught_when_missing(step, todo, tmp_path, build_dirs, steps_dir):
+    """Each TODO alone: the reference with only that region cut out (its
+    placeholder) must fail the checks todos.py names, with a report that
+    says what is missing."""
     workspace = str(tmp_path / "workspace")
-    write_workspace(workspace, step, skeletons.step_sources(step, only=(name, number),
-                                                            wrong=wrong)[0])
+    write_workspace(workspace, step, cutter.step_sources(step, only=todo.label)[0])
     checked, command = workspace_command(
         "check", step, "--workspace", workspace, "--build", build_dirs["ideas"],
-        "--reference", os.path.abspath(steps_dir),
-        "--only", cut["wrong_caught_by"] if wrong else cut["caught_by"])
+        "--reference", os.path.abspath(steps_dir), "--only", todo.caught_by)
     output = checked.stdout + checked.stderr
-    what = "a wrong version of" if wrong else "the TODO placeholder of"
-    idea = cut["todo"].splitlines()[0]
     assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
-        step, command, f"with {what} {name} cut {number} ({idea}), the checks "
-        f"{cut['wrong_caught_by'] if wrong else cut['caught_by']!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
+        step, command, f"with the region {todo.label} cut out, the checks "
+        f"{todo.caught_by!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
         "no test notices this idea missing: write one, and name it in caught_by")
-    says = cut["wrong_says"] if wrong else cut["says"]
     report = output.split("checks failed.", 1)[-1]
-    assert re.search(says, report), explain(
-        step, command, f"the failure report says what is wrong (/{says}/)",
+    assert re.search(todo.says, report), explain(
+        step, command, f"the failure report says what is missing (/{todo.says}/)",
         report[-3000:], "make the test's message name the idea, in plain words")
 
 
-def test_a_finished_common_file_is_carried_to_the_next_step(tmp_path):
-    """make workspace STEP=07_poll starts from the learner's own finished
-    connections.c of step 6 (this step's cuts made in it), and from the
-    reference while that file still has a placeholder."""
-    steps = [step for step in STEPS if any("/" in name for name in skeletons.LESSONS[step])]
-    if len(steps) < 2:
-        pytest.skip("fewer than two steps with common/ files in their workspace")
-    first, second = steps[0], steps[1]
-    shared = next(name for name in skeletons.LESSONS[first]
-                  if "/" in name and name in skeletons.LESSONS[second])
-    short = os.path.basename(shared)
-    made, command = workspace_command("new", first, "--workspace", str(tmp_path))
-    mine = tmp_path / first / short
+@pytest.mark.parametrize("step, mistake", MISTAKES,
+                         ids=[f"{step}-{mistake.name}" for step, mistake in MISTAKES])
+def test_each_planted_mistake_is_caught(step, mistake, tmp_path, build_dirs, steps_dir):
+    """A mistake students make (tests/mistakes/STEP-NAME.patch on the
+    reference) fails the checks todos.py names, with a report naming the idea."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(os.path.join(ROOT, "steps", step), workspace / step,
+                    ignore=shutil.ignore_patterns("*.mk"), copy_function=shutil.copy)
+    patch = os.path.join(ROOT, "tests", "mistakes", f"{step}-{mistake.name}.patch")
+    with open(patch) as f:
+        patched = subprocess.run(["patch", "-s", "-p1", "-d", str(workspace / step)], stdin=f,
+                                 capture_output=True, text=True)
+    assert patched.returncode == 0, f"{patch} does not apply: {patched.stdout}{patched.stderr}"
+    checked, command = workspace_command(
+        "check", step, "--workspace", str(workspace), "--build", build_dirs["ideas"],
+        "--reference", os.path.abspath(steps_dir), "--only", mistake.caught_by)
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
+        step, command, f"with the mistake {mistake.name} ({mistake.what}), the checks "
+        f"{mistake.caught_by!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
+        "no test notices this mistake: write one, and name it in tests/tools/todos.py")
+    report = output.split("checks failed.", 1)[-1]
+    assert re.search(mistake.says, report), explain(
+        step, command, f"the failure report names the idea (/{mistake.says}/)",
+        report[-3000:], "make the test's message name the idea, in plain words")
 
-    started, command = workspace_command("new", second, "--workspace", str(tmp_path))
-    assert "still has TODOs" in started.stdout, explain(
-        second, command, f"with {first}'s {short} unfinished: a note, and the reference",
-        started.stdout)
-    shutil.rmtree(tmp_path / second)
 
-    # "Finished": the course's code in every TODO's place, plus a mark of the learner's.
-    finished = skeletons.read_reference(first, shared).replace(
-        "\n", "\n/* written by the learner */\n", 1)
-    mine.write_text(skeletons.banner(first, short, shared, finished) + finished)
+def test_the_learners_regions_are_carried_to_the_next_step(tmp_path):
+    """make workspace STEP=07_poll starts from the learner's own regions of
+    step 6 (written: no placeholder left), and from the reference's where a
+    region still holds a placeholder."""
+    first, second = "06_frame_loop", "07_poll"
+    workspace_command("new", first, "--workspace", str(tmp_path))
+    mine = tmp_path / first / "connections.c"
+    # "Written": the course's code in every TODO's place, with a mark of the
+    # learner's in the read region; the half-close region left as a TODO.
+    finished = cutter.read_reference(first, "connections.c")
+    finished = finished.replace("    /* idea read */\n",
+                                "    /* idea read */\n    /* written by the learner */\n")
+    half = cutter.regions(finished)["half_close"]
+    finished = finished[:half[0]] + "    return TODO_NOT_WRITTEN(\"x\");\n" + finished[half[1]:]
+    mine.write_text(cutter.banner(first, "connections.c", "steps/x", finished) + finished)
     carried, command = workspace_command("new", second, "--workspace", str(tmp_path))
-    text = (tmp_path / second / short).read_text()
-    assert "is carried forward" in carried.stdout and "written by the learner" in text \
-        and "TODO_NOT_WRITTEN(" in skeletons.strip_banner(text), explain(
-            second, command, f"the learner's finished {short} carried forward, with "
-            f"{second}'s TODOs cut out of it", carried.stdout)
+    text = (tmp_path / second / "connections.c").read_text()
+    assert "written by the learner" in text and "connections.c: read" in carried.stdout, explain(
+        second, command, "the learner's read region carried forward", carried.stdout)
+    regions = cutter.regions(text)
+    start, end, _ = regions["half_close"]
+    assert "TODO_NOT_WRITTEN" not in text[start:end] \
+        and "connections.c: half_close" in carried.stdout, explain(
+        second, command, "the unwritten half_close region taken from the reference, with a note",
+        carried.stdout)
+    start, end, _ = regions["backpressure"]
+    assert "TODO step 7" in text[start:end], explain(
+        second, command, "step 7's own region cut out", text[start:end])
+
+
+@pytest.mark.parametrize("step", registry.part_2())
+def test_a_workspace_holds_nothing_of_a_later_step(step):
+    """Step N's workspace is reference N: no region of a later step's ideas."""
+    sources, _ = cutter.step_sources(step)
+    later = {idea.name for other in registry.STEPS[registry.STEPS.index(registry.step(step)) + 1:]
+             for idea in other.teaches}
+    for name, text in sources.items():
+        found = {label for label in cutter.regions(text) if label.split(":")[0] in later}
+        assert not found, f"workspace/{step}/{name} holds regions of later steps: {sorted(found)}"
+
+
+def test_part_2_leaves_the_learner_at_least_200_lines():
+    lines = {step: cutter.lines_to_write(step) for step in ("06_frame_loop", "07_poll", "08_epoll")}
+    assert sum(lines.values()) >= 200, f"lines left to write per step: {lines}"

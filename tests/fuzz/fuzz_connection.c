@@ -1,6 +1,6 @@
 /*
  * fuzz_connection.c -- libFuzzer target for connection_handle() and the
- * table around it (common/connections.c), over real loopback TCP.
+ * table around it (steps/08_epoll/connections.c), over real loopback TCP.
  *
  * Two clients connect to a listening socket on 127.0.0.1 (port 0, made
  * once) and are accepted with connection_accept(), into a table of two.

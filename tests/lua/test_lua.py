@@ -291,11 +291,11 @@ STEP_8_OPTIONS = [("06_frame_loop", ["--max-clients", "3"]),
                   ("07_poll", ["--fps", "30"])]
 
 
-@pytest.mark.parametrize("step, args", STEP_8_OPTIONS,
-                         ids=[f"{step}-{args[0]}" for step, args in STEP_8_OPTIONS])
-def test_06_07_an_option_the_c_step_lacks_is_unknown_to_its_twin(c_program, step, args):
-    c_step = c_program(step)
-    lua = LuaProgram(LUA_DIR, step)
+@pytest.mark.parametrize("c_step_name, args", STEP_8_OPTIONS,
+                         ids=[f"{name}-{args[0]}" for name, args in STEP_8_OPTIONS])
+def test_06_07_an_option_the_c_step_lacks_is_unknown_to_its_twin(c_program, c_step_name, args):
+    c_step = c_program(c_step_name)
+    lua = LuaProgram(LUA_DIR, c_step_name)
     results = {}
     for name, prog in (("c", c_step), ("lua", lua)):
         result = prog.run(*args, "127.0.0.1", 0, timeout=5)
@@ -303,22 +303,22 @@ def test_06_07_an_option_the_c_step_lacks_is_unknown_to_its_twin(c_program, step
         results[name] = (result.returncode, line.replace(line.split(":")[0], "PROGRAM"))
     expected = f"PROGRAM: option '{args[0]}': unknown option (see PROGRAM --help)"
     assert results["lua"] == results["c"] == (2, expected), explain(
-        step, lua.command(args + ["127.0.0.1", 0]),
+        c_step_name, lua.command(args + ["127.0.0.1", 0]),
         f"exit 2 and {expected!r}, as {c_step.command(args)} says",
         f"Lua: {results['lua']!r}; C: {results['c']!r}",
         "docs/lua/host.lua (step 6) or docs/lua/07_select.lua (step 7) passes "
         "common.parse_args() an option the C step does not take")
 
 
-@pytest.mark.parametrize("step", ["06_frame_loop", "07_poll"])
-def test_06_07_the_twins_usage_names_the_c_steps_options(c_program, step):
+@pytest.mark.parametrize("c_step_name", ["06_frame_loop", "07_poll"])
+def test_06_07_the_twins_usage_names_the_c_steps_options(c_program, c_step_name):
     usages = {}
-    for name, prog in (("c", c_program(step)), ("lua", LuaProgram(LUA_DIR, step))):
+    for name, prog in (("c", c_program(c_step_name)), ("lua", LuaProgram(LUA_DIR, c_step_name))):
         result = prog.run("--help", timeout=5)
         words = (result.stdout.splitlines() or [""])[0].split()
         usages[name] = " ".join(words[:1] + ["PROGRAM"] + words[2:])
     assert usages["lua"] == usages["c"], explain(
-        step, LuaProgram(LUA_DIR, step).command(["--help"]),
+        c_step_name, LuaProgram(LUA_DIR, c_step_name).command(["--help"]),
         f"the C's usage line, {usages['c']!r}", repr(usages["lua"]),
         "docs/lua/common.lua's OPTION_HELP, or the options host.lua / 07_select.lua accept")
 

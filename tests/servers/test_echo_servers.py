@@ -172,7 +172,7 @@ def test_interleaved_clients_get_exactly_their_echoes(step, program, lab, where)
 
 # -- a large transfer to a slow reader: backpressure ---------------------------
 
-@pytest.mark.idea("backpressure")
+@pytest.mark.idea("send")
 @pytest.mark.lua_twin
 def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
         step, program, lab, where):
@@ -226,7 +226,8 @@ def test_large_transfer_to_slow_reader_comes_back_whole_in_bounded_memory(
             f"its resident memory grew by {growth_mib:.1f} MiB "
             f"(the client had sent {stalled_at} bytes when it got stuck)",
             "keep reading a client whose output is piling up and its buffer grows "
-            "without limit: stop watching it for input until its output drains")
+            "without limit: read no more than OUTPUT_LIMIT owed (step 6), and stop "
+            "watching it for input until its output drains (backpressure, step 7)")
 
 
 # -- how connections end -------------------------------------------------------
@@ -287,6 +288,51 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
 
             echo(server, bystander, b"still there? " + ALL_BYTES,
                  "a client that watched the others come and go")
+
+
+# The client reads at READ_RATE, slower than any step echoes (step 6 moves
+# at most 64 KiB a frame, 3.8 MB/s): the server's send buffer stays full, so
+# it still owes bytes of its own when it reads the end of the client's input.
+HALF_CLOSE_BYTES = 6 * 1024 * 1024
+READ_RATE = 1536 * 1024             # bytes a second
+
+
+@pytest.mark.idea("half_close")
+@pytest.mark.lua_twin
+def test_a_client_that_half_closes_while_owed_gets_everything(step, program, lab):
+    """The end of the client's input arrives while the server still owes
+    it echo that its socket would not take: read() says 0 with bytes owed.
+    The client is done sending, not gone: it must get every byte."""
+    with program(step).start("127.0.0.1", 0) as server:
+        client = open_client(lab, server, receive_buffer=4096, timeout=10)
+        with client:
+            data = os.urandom(HALF_CLOSE_BYTES)
+            sender = BackgroundSender(client, data, timeout=30)
+            sender.wait_until_done_or_stuck()
+            received = bytearray()
+            started = time.monotonic()
+            deadline = started + 2 * HALF_CLOSE_BYTES / READ_RATE + 10
+            while time.monotonic() < deadline:
+                try:
+                    chunk = client.recv(32 * 1024)
+                except (socket.timeout, TimeoutError):
+                    break
+                if not chunk:
+                    break
+                received += chunk
+                ahead = len(received) / READ_RATE - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)     # pacing the reader, not waiting for the server
+            sender.join()
+        assert sender.error is None, f"the client could not send: {sender.error}"
+        assert bytes(received) == data, explain(
+            step, server.command,
+            f"a client that sent {len(data)} bytes and shut its write side, reading its "
+            f"echo slowly, gets all {len(data)} back",
+            f"it got {len(received)} bytes{' that differ' if len(received) == len(data) else ''}",
+            "read() returned 0 while bytes were still owed and the client was closed at "
+            "once: read() == 0 means the client is done sending, not gone.  Keep it until "
+            "all it is owed is sent, then close (half-close: idea 5, connections.c)")
 
 
 @pytest.mark.idea("serve_many")
@@ -371,7 +417,8 @@ def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, 
     assert status == 0 and pipes, explain(
         step, server.command, "the server makes a stop pipe (pipe()) and exits 0 on SIGTERM",
         f"exit status {status}; pipes made: {pipes}",
-        "stop_signal_fd() makes the pipe; the loop must wait on its read end")
+        "stop_pipe_open() makes the pipe (stop_pipe.c, the stop pipe: idea 7); the loop "
+        "must wait on its read end")
     write_end = pipes[-1][1]
     after_signal = trace.split("--- SIGTERM", 1)[-1] if "--- SIGTERM" in trace else ""
     assert re.search(rf"^write\({write_end}, ", after_signal, re.MULTILINE), explain(
@@ -381,7 +428,8 @@ def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, 
         + ("" if after_signal else " (no SIGTERM seen at all)"),
         "the self-pipe trick is missing: a signal landing between the loop's "
         "stop_requested() test and poll() would be missed, and the server would sleep "
-        "on; write one byte to stop_pipe[1] in the handler (common/signals.c)")
+        "on; write one byte to the pipe's write end in the handler (stop_pipe.c, the stop "
+        "pipe: idea 7)")
 
 
 # -- limits --------------------------------------------------------------------

@@ -56,8 +56,10 @@ def wait_for_line_at(server, pattern, start, what):
             "none came; " + next((line.split("happened:", 1)[1].strip()
                                   for line in str(error).splitlines() if "happened:" in line),
                                  str(error)),
-            "the frame loop is stuck: a blocking call (accept, read, write, or poll with a "
-            "timeout) waits on one client and the whole program stands still")) from None
+            "the frame loop is stuck: a blocking call waits on one client and the whole "
+            "program stands still.  Is every client's socket non-blocking (idea 2, "
+            "connections.c: accept4 with SOCK_NONBLOCK)?  Does poll() get a timeout of 0 "
+            "(main.c)?")) from None
     index = next(i for i in range(start, len(server.lines)) if server.lines[i] == match.string)
     return index, match
 
@@ -513,4 +515,7 @@ def test_an_idle_frame_loop_wakes_every_frame(program, private_lab):
                 break
         assert 20 <= woken <= 70, explain(
             STEP, server.command, "with no client, the frame loop still sleeps and wakes "
-            "once per frame, 60 times a second", f"it was woken {woken} times in 1 s")
+            "once per frame, 60 times a second", f"it was woken {woken} times in 1 s",
+            "more than once a frame: something in the frame sleeps besides the sleep to "
+            "the next deadline -- a poll() with a timeout instead of a zero timeout "
+            "(main.c)?  Fewer: the loop sleeps past its deadlines (the frame loop, main.c)")

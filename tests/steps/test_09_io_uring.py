@@ -408,7 +408,7 @@ def test_the_ring_watches_the_stop_pipe_and_each_client(program, lab):
         assert gone, explain(
             STEP, server.command, "a byte written into the stop pipe completes the ring's poll "
             "request", f"ops still waiting: {requests_waiting(server.pid, ring_fd)}",
-            "the stop pipe is not what the ring polls: poll stop_signal_fd() (common/signals.h)")
+            "the stop pipe is not what the ring polls: poll stop_pipe_fd() (common/stop_pipe.h)")
 
 
 # -- building without liburing ---------------------------------------------------

@@ -6,6 +6,7 @@
                                    overwrites a file you already have)
     make check STEP=03_bind        build yours into build/workspace/03_bind/
                                    and run step 3's tests against it
+    make hint STEP=03_bind         the detailed hint of each of the step's TODOs
 
 STEP may also be given as 03 or 3.  workspace/ is yours: git ignores it.
 
@@ -34,7 +35,7 @@ import subprocess
 import sys
 
 from tests import ROOT
-from tests.tools import skeletons
+from tests.tools import cutter
 from tests.lib import registry
 
 try:
@@ -74,9 +75,9 @@ def new(step, workspace):
     steps = registry.names()
     earlier = steps[steps.index(step) - 1] if steps.index(step) > 0 else None
     try:
-        sources, notes = skeletons.step_sources(
+        sources, notes = cutter.step_sources(
             step, carry_from=os.path.join(workspace, earlier) if earlier else None)
-    except skeletons.SkeletonError as error:
+    except cutter.CutError as error:
         print(f"make workspace: {error}", file=sys.stderr)
         return 1
     folder = os.path.join(workspace, step)
@@ -97,7 +98,18 @@ def new(step, workspace):
         print(f"  ({note})")
     for place in todos:
         print(f"  TODO at {place}")
-    print(f"Write them, then test your version:  make check STEP={step}")
+    print(f"Write them, then test your version:  make check STEP={step}\n"
+          f"Stuck on one?  make hint STEP={step}  gives the detailed hints.")
+    return 0
+
+
+def hint(step):
+    text = cutter.hints(step)
+    if not text:
+        print(f"step {step} has no TODOs, so no hints")
+        return 0
+    print(f"The hints of step {step}'s TODOs (the lesson, docs/{step}.md, explains why):\n")
+    print(text)
     return 0
 
 
@@ -166,6 +178,15 @@ def in_words(item, step):
     return f"{words} ({', '.join(shown)})" if shown else words
 
 
+def matches(expression, item, step):
+    """Does the check's name match `expression` (pytest -k syntax: words,
+    and, or, not, parentheses), the step's own name left out?  So ONLY=frame
+    picks the checks about frames, not every check of 06_frame_loop."""
+    from _pytest.mark.expression import Expression
+    words = item.name.removeprefix("test_").replace(step, "")
+    return Expression.compile(expression).evaluate(lambda word: word.lower() in words.lower())
+
+
 def explanation(excinfo):
     """The learner's part of a failure: the explain() text, without pytest's
     'assert ...' comparison that follows it."""
@@ -189,8 +210,9 @@ def explanation(excinfo):
 class StepReport:
     """A pytest plugin: select one step's tests, report them in words."""
 
-    def __init__(self, step, out, part=None):
+    def __init__(self, step, out, part=None, only=None):
         self.step = step
+        self.only = only           # a pytest -k expression over the checks' words
         self.part = part           # (K, N): every Nth check from the Kth on
         self.number = step.split("_", 1)[0]
         self.out = out
@@ -221,6 +243,8 @@ class StepReport:
 
     def pytest_collection_modifyitems(self, config, items):
         chosen = [item for item in items if self.is_for_step(item)]
+        if self.only:
+            chosen = [item for item in chosen if matches(self.only, item, self.step)]
         if self.part:
             number, parts = self.part
             chosen = chosen[number - 1::parts]
@@ -318,7 +342,7 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
 
     # pytest captures our stdout while tests run: the report writes to a copy.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    report = StepReport(step, out, part)
+    report = StepReport(step, out, part, only)
     os.chdir(ROOT)
     # Tests marked course_default check a default of the course's own code
     # (a minute-long idle timeout), not code a learner writes: left out.
@@ -326,8 +350,7 @@ def check(step, build_dir, workspace, reference_dir, first_failure=False, only=N
                  "-m", "not course_default",
                  f"--steps-dir={steps_dir}",
                  f"--helpers-dir={os.path.join(reference_dir, 'tests')}",
-                 *(["-x"] if first_failure else []),
-                 *(["-k", only] if only else []), *test_files(step)],
+                 *(["-x"] if first_failure else []), *test_files(step)],
                 plugins=[report])
     status = report.summary(workspace)
     out.close()
@@ -347,7 +370,7 @@ def part_of(text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["new", "check"])
+    parser.add_argument("command", choices=["new", "check", "hint"])
     parser.add_argument("step", nargs="?", default="")
     parser.add_argument("--workspace", default=os.path.join(ROOT, "workspace"),
                         help="your folder (default: workspace/)")
@@ -359,8 +382,10 @@ def main():
     parser.add_argument("--part", metavar="K/N", type=part_of,
                         help="every Nth check from the Kth on (tests/course/test_workspace.py)")
     args = parser.parse_intermixed_args()
-    step = resolve_step(args.step, "workspace" if args.command == "new" else "check")
+    step = resolve_step(args.step, {"new": "workspace"}.get(args.command, args.command))
     workspace = os.path.abspath(args.workspace)
+    if args.command == "hint":
+        return hint(step)
     if args.command == "new":
         return new(step, workspace)
     return check(step, args.build, workspace, args.reference or args.build, args.first_failure,
