@@ -21,6 +21,7 @@
 #   make workspace STEP=03_bind   your own copy of a step, with TODOs: workspace/03_bind/
 #   make check STEP=03_bind       build yours (build/workspace/03_bind/) and run that step's tests
 #   make check STEP=07_poll ONLY=idle   only the checks whose names say "idle"
+#   make hint STEP=07_poll        the detailed hints of the step's TODOs
 #   make tour             build, then a guided tour: every step run live in the two-host lab
 #   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
@@ -105,12 +106,15 @@ $(STEP_BINS): $(BUILD)/%: $$(call step_objects,$$*) $(BUILD)/libcommon.a
 
 # Your own version of a step: workspace/NN_name/*.c, built the same way into
 # build/workspace/NN_name/NN_name (tests/tools/workspace.py runs make for it).
-# (Its headers: the folder's own and common/'s, named here, not in .d files:
-# those would name the sources of whichever workspace was built before.)
+# Its headers: the folder's own, then the reference step's (a header the
+# learner has no TODO in stays in steps/NN_name/ until they copy it in),
+# then common/'s; named here, not in .d files: those would name the sources
+# of whichever workspace was built before.
 WORKSPACE ?= workspace
-$(BUILD)/workspace/%.o: $(WORKSPACE)/%.c $(COMMON_HDR) $$(wildcard $(WORKSPACE)/$$(*D)/*.h)
+$(BUILD)/workspace/%.o: $(WORKSPACE)/%.c $(COMMON_HDR) $$(wildcard $(WORKSPACE)/$$(*D)/*.h) \
+                        $$(wildcard steps/$$(*D)/*.h)
 	@mkdir -p $(@D)
-	$(COMPILE) -c -o $@ $<
+	$(CC) -Isteps/$(*D) $(COURSE_CPPFLAGS) $(CPPFLAGS) $(COURSE_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 workspace_objects = $(patsubst $(WORKSPACE)/%.c,$(BUILD)/workspace/%.o,$(wildcard $(WORKSPACE)/$(1)/*.c))
 $(BUILD)/workspace/%: $$(call workspace_objects,$$(*D)) $(BUILD)/libcommon.a

@@ -3,8 +3,7 @@
  *
  * Deadlines (idle clients, frames, log retries) are measured on
  * CLOCK_MONOTONIC: setting the wall clock, or NTP stepping it, cannot make
- * them come early or never.  Steps 6-8 define the same function in their
- * own connections.c, where the lesson shows it; step 9 takes it from here.
+ * them come early or never.  Steps 6-9 and common/clients.c use it.
  */
 #ifndef CLOCK_H
 #define CLOCK_H

@@ -2,9 +2,6 @@
  * Step 6: a frame loop -- serving many clients from a program that must
  * never wait.
  *
- *     -- every frame, 60 times a second:
- *     local ready = socket.select(clients_and_server, clients_with_output, 0)
- *
  * Step 5 waited: in accept() for the next client, then in read() for that
  * client's next line, so a second client heard nothing until the first
  * left.  Many programs cannot wait at all: a game, a renderer, a GUI already
@@ -34,19 +31,13 @@
  *
  *     frames: 60/s, clients: 3, late frames: 0
  *
- * (frames run in the last second, clients connected now, and how many of
- * those frames ended late).  No threads.  The price: a reply waits for the
- * next frame (up to 1/60 s), a client moves at most OUTPUT_LIMIT (64 KiB)
- * per frame, and the loop wakes 60 times a second even with nobody there.
- * Step 7, for a program whose only job is serving, lets poll() wait instead.
+ * No threads.  The price: a reply waits for the next frame (up to 1/60 s),
+ * a client moves at most OUTPUT_LIMIT (64 KiB) per frame, and the loop
+ * wakes 60 times a second even with nobody there.  Step 7 lets poll() wait.
  *
- * One more change, kept by steps 7-8: the server listens on EVERY address
+ * One more change, kept by steps 7-9: the server listens on EVERY address
  * HOST names (common/listeners.h), not the first one as steps 1-5 do, so
  * "localhost" is both ::1 and 127.0.0.1 and "*" both 0.0.0.0 and ::.
- *
- *     build/06_frame_loop                    listening on [::1]:7777
- *                                            listening on 127.0.0.1:7777
- *     nc localhost 7777  (several at once)   each gets its own lines back
  *
  * Usage: 06_frame_loop [--quiet] [--fps N] [HOST [PORT [BACKLOG]]]
  * Frames default to 60 per second (--fps, 1-1000).  Ctrl-C ends it.

@@ -40,6 +40,7 @@
 #define CONNECTIONS_H
 
 #include "address.h"
+#include "clock.h"       /* monotonic_seconds() */
 #include "log.h"
 
 #include <stdbool.h>
@@ -80,9 +81,6 @@ struct connection_table {
     int accepts_this_turn;           /* since connections_start_turn(): ACCEPTS_PER_TURN at most */
     int accept_failing;              /* the errno accept() last failed with; 0 once it works */
 };
-
-/* Seconds on a clock that never jumps (CLOCK_MONOTONIC). */
-double monotonic_seconds(void);
 
 /* O_NONBLOCK on: calls on fd return EAGAIN instead of waiting.  0, or -1 + errno. */
 int set_nonblocking(int fd);

@@ -56,6 +56,7 @@
 #define CONNECTIONS_H
 
 #include "address.h"
+#include "clock.h"       /* monotonic_seconds() */
 #include "args.h"
 #include "log.h"
 
@@ -110,9 +111,6 @@ struct connection_table {
     int accepts_this_turn;           /* since connections_start_turn(): ACCEPTS_PER_TURN at most */
     struct log_limit refusals;       /* a "refused" line a second, the rest counted */
 };
-
-/* Seconds on a clock that never jumps (CLOCK_MONOTONIC). */
-double monotonic_seconds(void);
 
 /* O_NONBLOCK on: calls on fd return EAGAIN instead of waiting.  0, or -1 + errno. */
 int set_nonblocking(int fd);

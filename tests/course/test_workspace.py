@@ -348,6 +348,13 @@ def test_a_workspace_holds_nothing_of_a_later_step(step):
         assert not found, f"workspace/{step}/{name} holds regions of later steps: {sorted(found)}"
 
 
+def test_the_first_workspace_of_part_2_is_short_enough_to_read():
+    """The learner reads all of step 6's workspace before writing it."""
+    sources, _ = cutter.step_sources("06_frame_loop")
+    lines = sum(text.count("\n") for text in sources.values())
+    assert lines <= 550, f"workspace/06_frame_loop/ holds {lines} lines: trim the reference"
+
+
 def test_part_2_leaves_the_learner_at_least_200_lines():
     lines = {step: cutter.lines_to_write(step) for step in ("06_frame_loop", "07_poll", "08_epoll")}
     assert sum(lines.values()) >= 200, f"lines left to write per step: {lines}"

@@ -13,8 +13,9 @@ placeholder in place of the code; the markers stay, so that the next step
 finds the learner's code between them.  Regions of earlier ideas are
 carried from the learner's own previous step (workspace/N-1/FILE) where
 that holds the same region, written (no placeholder left); otherwise the
-reference's code stays, and a note says so.  Nothing is stored: a
-skeleton cannot drift from the reference.
+reference's code stays, and a note says so.  A header with no region is
+left out: the build reads it from steps/NN_name/ (copy it in to change
+it).  Nothing is stored: a skeleton cannot drift from the reference.
 """
 
 import os
@@ -32,7 +33,7 @@ REGION = re.compile(r"^(?P<indent>[ \t]*)/\* idea (?P<label>[a-z0-9_]+(?::[a-z0-
                     r"(?P<body>.*?)"
                     r"^[ \t]*/\* end of idea (?P=label) \*/\n", re.M | re.S)
 PLACEHOLDER = "TODO_NOT_WRITTEN("
-BANNER_END = " * --- the course's code starts below ---\n */\n"
+BANNER_END = "/* --- the course's code starts below --- */\n"
 
 
 def regions(text):
@@ -73,34 +74,20 @@ def todo_body(todo, indent):
 
 
 def banner(step, name, reference, code=""):
-    """The lines above a workspace file: whose file it is, and the
-    placeholder helper.  A static inline function costs no warning when
-    unused, so the file builds with -Werror once every placeholder is gone.
-    The feature-test macros `code` defines (#define _GNU_SOURCE) come first,
+    """The lines above a workspace file: whose it is, what to run, and the
+    placeholder helper (static inline: no warning once unused).  The
+    feature-test macros `code` defines (#define _GNU_SOURCE) come first,
     repeated, so the helper's #includes see them."""
     features = "".join(line + "\n" for line in code.splitlines()
                        if re.fullmatch(r"#define _[A-Z0-9_]+_SOURCE\b.*", line))
-    return (f"/*\n"
-            f" * YOUR VERSION of {reference}, for step {step}: workspace/{step}/{name}\n"
-            " *\n"
-            " * The code this step teaches is missing: look for TODO.  Each TODO\n"
-            " * says what the code must do; its placeholder stops the program with a\n"
-            " * line naming the TODO until you replace it.  Write between the\n"
-            " * \"idea\" markers: the next step carries your code forward.\n"
-            f" *     make check STEP={step}     test it\n"
-            f" *     make hint STEP={step}      the detailed hints, when stuck\n"
-            f" * The reference solution is {reference}: try before you peek.\n"
-            " */\n"
+    return (f"/* Your {name} of step {step} (reference: {reference}).\n"
+            f" * Write each TODO between its idea markers.  make check STEP={step}\n"
+            f" * tests it; make hint STEP={step} helps.  Placeholders stop the program. */\n"
             + features +
-            "#include <stdio.h>\n"
-            "#include <stdlib.h>\n"
+            "#include <stdio.h>\n#include <stdlib.h>\n"
             "static inline int todo_not_written(const char *file, int line, const char *what)\n"
-            f"{{\n"
-            "    fprintf(stderr, \"%s:%d: TODO %s: not written yet\\n\", file, line, what);\n"
-            "    exit(3);\n"
-            "}\n"
+            "{ fprintf(stderr, \"%s:%d: TODO %s: not written yet\\n\", file, line, what); exit(3); }\n"
             "#define TODO_NOT_WRITTEN(what) todo_not_written(__FILE__, __LINE__, (what))\n"
-            "/*\n"
             + BANNER_END)
 
 
@@ -179,6 +166,8 @@ def step_sources(step, only=None, carry_from=None):
             spans = regions(text)
         cuts = {label: todo_body(todo, spans[label][2])
                 for label, todo in wanted.items() if label in spans}
+        if name.endswith(".h") and not spans:
+            continue     # nothing to write in it: the build reads the reference's
         if cuts or any(note.startswith(f"{name}: ") for note in carried):
             text = _replace(text, cuts)
             text = banner(step, name, f"steps/{step}/{name}", text) + text
