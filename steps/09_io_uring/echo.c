@@ -14,6 +14,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Requests queued per turn before the queue is full (then it is submitted
+ * early), and completions the kernel can post before we take them (more
+ * wait in the kernel, but multishot requests end: we arm them again). */
+#define SUBMISSION_ENTRIES 4096
+#define COMPLETION_ENTRIES 16384
+
 /* What a request is for: the low 3 bits of its user_data.  The other bits
  * are its client's address (malloc()'s memory is aligned for any type, so
  * those 3 bits of it are 0) or its listener's number, shifted past them. */
@@ -48,7 +54,39 @@ static void fail(const char *call, int errnum)
     exit(1);
 }
 
-/* -- requests ---------------------------------------------------------------- */
+/* err = "call: ENAME (strerror)"; returns -1. */
+static int set_error(char *err, size_t err_size, const char *call, int errnum)
+{
+    snprintf(err, err_size, "%s: %s (%s)", call, errno_name(errnum), strerror(errnum));
+    return -1;
+}
+
+/* -- requests: the submission queue ---------------------------------------- */
+
+/* The two rings.  DEFER_TASKRUN (Linux 6.1; with SINGLE_ISSUER: one thread
+ * uses the ring): the kernel finishes receives only while we wait for
+ * completions, so a turn's completions come in one batch, and a cancel
+ * (backpressure) lands before the next batch rather than after whatever
+ * arrived in between.  An older kernel says EINVAL: then without it. */
+static int ring_start(struct io_uring *ring, char *err, size_t err_size)
+{
+    struct io_uring_params params = {
+        .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        .cq_entries = COMPLETION_ENTRIES };
+    int failed = -io_uring_queue_init_params(SUBMISSION_ENTRIES, ring, &params);
+    if (failed == EINVAL) {
+        params = (struct io_uring_params){ .flags = IORING_SETUP_CQSIZE,
+                                           .cq_entries = COMPLETION_ENTRIES };
+        failed = -io_uring_queue_init_params(SUBMISSION_ENTRIES, ring, &params);
+    }
+    if (failed == 0)
+        return 0;
+    set_error(err, err_size, "io_uring_queue_init_params", failed);
+    const char *hint = failed == EPERM ? "; io_uring is turned off here: sysctl kernel.io_uring_disabled"
+                     : failed == ENOSYS ? "; this kernel has no io_uring" : "";
+    snprintf(err + strlen(err), err_size - strlen(err), "%s", hint);
+    return -1;
+}
 
 /* A free submission queue entry, for the caller to fill in and tag().
  * Requests wait in the queue for the loop's next
@@ -74,14 +112,7 @@ static void tag(struct io_uring_sqe *sqe, enum request kind, uintptr_t whom)
     io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);
 }
 
-/* -- the buffer pool ----------------------------------------------------------- */
-
-/* err = "call: ENAME (strerror)"; returns -1. */
-static int set_error(char *err, size_t err_size, const char *call, int errnum)
-{
-    snprintf(err, err_size, "%s: %s (%s)", call, errno_name(errnum), strerror(errnum));
-    return -1;
-}
+/* -- the buffer pool ---------------------------------------------------------- */
 
 static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err,
                       size_t err_size)
@@ -105,8 +136,7 @@ static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err
     }
     io_uring_buf_ring_init(pool->ring);
     struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)pool->ring,
-                                    .ring_entries = BUFFER_COUNT,
-                                    .bgid = BUFFER_GROUP };
+                                    .ring_entries = BUFFER_COUNT, .bgid = BUFFER_GROUP };
     failed = -io_uring_register_buf_ring(ring, &reg, 0);
     if (failed != 0) {
         free(pool->memory);
@@ -131,8 +161,6 @@ static void give_back(struct buffer_pool *pool, uint16_t bid)
     pool->held--;
 }
 
-/* -- the queue for buffers ------------------------------------------------- */
-
 /* Out of the queue for buffers: the first, usually (a closing client may be anywhere). */
 static void stop_waiting(struct server *server, struct client *c)
 {
@@ -154,7 +182,7 @@ static void start_waiting(struct server *server, struct client *c)
     c->waiting = true;
 }
 
-/* -- closing ------------------------------------------------------------------- */
+/* -- closing: cancel, then close once the kernel is done ------------------------ */
 
 /* The kernel is done with c: give its buffers back, close, free. */
 static void finish_if_done(struct server *server, struct client *c)
@@ -199,32 +227,28 @@ static void close_on_error(struct server *server, struct client *c, int errnum)
 
 /* -- receiving and sending ----------------------------------------------------- */
 
-/* One request for every receive to come: each time data arrives, the
- * kernel takes a buffer from the pool, receives into it, and posts a
- * completion naming the buffer, until the request ends (no IORING_CQE_F_MORE). */
-static void arm_recv(struct server *server, struct client *c)
-{
-    struct io_uring_sqe *sqe = new_request(server);
-    io_uring_prep_recv_multishot(sqe, c->record.fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = BUFFER_GROUP;
-    tag(sqe, REQUEST_RECV, (uintptr_t)c);
-    c->receiving = true;
-}
-
-/* Receive from c while it may send more and owes less than OUTPUT_LIMIT.
- * Backpressure: at the limit, cancel its recv; once it has drained below,
- * arm a new one.  Until then its bytes wait in the kernel and TCP's
- * window closes: the client's send() blocks, not our memory.  The cancel
- * lands after what the kernel received meanwhile, so a fast sender ends
- * up past the limit by that much: never past the pool. */
+/* Receive from c while it may send more and owes less than OUTPUT_LIMIT:
+ * ONE multishot recv for every receive to come (each time data arrives,
+ * the kernel takes a buffer from the pool, receives into it, and posts a
+ * completion naming the buffer), until it ends (no IORING_CQE_F_MORE).
+ * Backpressure: at the limit, cancel it; once c has drained below, arm a
+ * new one.  Until then its bytes wait in the kernel and TCP's window
+ * closes: the client's send() blocks, not our memory.  The cancel lands
+ * after what the kernel received meanwhile, so a fast sender ends up past
+ * the limit by that much: never past the pool. */
 static void update_receiving(struct server *server, struct client *c)
 {
     bool wanted = !c->closing && !c->input_ended && c->owed < OUTPUT_LIMIT;
+    struct io_uring_sqe *sqe;
     if (wanted && !c->receiving && !c->waiting) {
-        arm_recv(server, c);
+        sqe = new_request(server);
+        io_uring_prep_recv_multishot(sqe, c->record.fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BUFFER_GROUP;
+        tag(sqe, REQUEST_RECV, (uintptr_t)c);
+        c->receiving = true;
     } else if (!wanted && c->receiving && !c->cancelling && !c->closing) {
-        struct io_uring_sqe *sqe = new_request(server);
+        sqe = new_request(server);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | REQUEST_RECV, 0);
         tag(sqe, REQUEST_IGNORED, 0);
         c->cancelling = true;
@@ -333,8 +357,8 @@ static void on_send(struct server *server, struct client *c, int result)
 
 /* -- accepting ------------------------------------------------------------------ */
 
-/* One request for every client to come on this listening socket, until
- * it ends (no IORING_CQE_F_MORE): then server_rearm() arms another.  No
+/* ONE request for every client to come on this listening socket, until it
+ * ends (no IORING_CQE_F_MORE): then server_rearm() arms another.  No
  * address buffer: one would serve every connection it accepts (man
  * io_uring_prep_multishot_accept); getpeername() names each client. */
 static void arm_accept(struct server *server, int index)
@@ -354,7 +378,7 @@ static void on_accept(struct server *server, int index, const struct io_uring_cq
         if (close(cqe->res) == -1)
             report_failure("close", errno);
     } else if (cqe->res >= 0) {
-        /* Admitted (and logged), or refused in one line (common/clients.c). */
+        /* Admitted and logged, or refused in one line (common/clients.c). */
         struct client *c = (struct client *)clients_admit(&server->clients, cqe->res,
                                                            sizeof *c);
         if (c != NULL)
@@ -371,9 +395,14 @@ int server_start(struct server *server, const struct server_args *args,
                  struct listeners *listeners, struct server_log *log,
                  char *err, size_t err_size)
 {
+    memset(server, 0, sizeof *server);
     server->listeners = listeners;
-    if (pool_start(&server->pool, &server->ring, err, err_size) == -1)
+    if (ring_start(&server->ring, err, err_size) == -1)
         return -1;
+    if (pool_start(&server->pool, &server->ring, err, err_size) == -1) {
+        io_uring_queue_exit(&server->ring);
+        return -1;
+    }
     /* The stop pipe (common/signals.h), watched through the ring: a stop
      * signal that lands between the loop's stop_requested() test and the
      * wait still ends the wait, as the pipe in poll()'s list did in step 7. */
@@ -385,39 +414,6 @@ int server_start(struct server *server, const struct server_args *args,
     for (int l = 0; l < listeners->count; l++)
         arm_accept(server, l);
     return 0;
-}
-
-/* seconds, plus 1 ms so that a wait never ends just before a deadline. */
-static struct __kernel_timespec timespec_from(double seconds)
-{
-    long long nanoseconds = (long long)(seconds * 1e9) + 1000000;
-    return (struct __kernel_timespec){ .tv_sec = nanoseconds / 1000000000,
-                                       .tv_nsec = nanoseconds % 1000000000 };
-}
-
-int server_turn(struct server *server, double wait_seconds)
-{
-    /* idea io_uring */
-    struct __kernel_timespec timeout = timespec_from(wait_seconds);
-    struct io_uring_cqe *cqe;
-    int ret = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1,
-                                               wait_seconds < 0 ? NULL : &timeout, NULL);
-    /* ETIME: the timeout; EINTR: a signal; EBUSY: completions wait in the
-     * kernel for room in the queue, which taking ours below makes. */
-    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
-        report_failure("io_uring_submit_and_wait_timeout", -ret);
-        return -1;
-    }
-    /* Every completion posted by now, in order; then tell the kernel
-     * their slots are free. */
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&server->ring, head, cqe) {
-        server_handle(server, cqe);
-        seen++;
-    }
-    io_uring_cq_advance(&server->ring, seen);
-    return 0;
-    /* end of idea io_uring */
 }
 
 void server_handle(struct server *server, const struct io_uring_cqe *cqe)
@@ -469,15 +465,12 @@ double server_expire(struct server *server)
     return clients_expire(&server->clients, close_idle, server);
 }
 
-/* Any request still waiting for a completion? */
-static bool requests_outstanding(const struct server *server)
+bool server_requests_outstanding(const struct server *server)
 {
-    if (server->closing_count > 0 || server->stop_watched)
-        return true;
+    bool outstanding = server->closing_count > 0 || server->stop_watched;
     for (int l = 0; l < server->listeners->count; l++)
-        if (server->accept_armed[l])
-            return true;
-    return false;
+        outstanding |= server->accept_armed[l];
+    return outstanding;
 }
 
 void server_close_all(struct server *server, const char *reason)
@@ -485,14 +478,10 @@ void server_close_all(struct server *server, const char *reason)
     server->stopping = true;
     while (server->clients.oldest != NULL)
         close_client(server, (struct client *)server->clients.oldest, reason);
-    /* And the accepts and the stop pipe's poll.  A request holds its file:
-     * until its last completion, a listening socket stays open, and its
-     * port taken, whatever close() says. */
+    /* And the accepts and the stop pipe's poll. */
     struct io_uring_sqe *sqe = new_request(server);
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     tag(sqe, REQUEST_IGNORED, 0);
-    while (requests_outstanding(server) && server_turn(server, -1) == 0) {
-    }
 }
 
 void server_free(struct server *server)
@@ -503,4 +492,5 @@ void server_free(struct server *server)
     free(server->pool.memory);
     free(server->pool.ring);
     clients_free(&server->clients);
+    io_uring_queue_exit(&server->ring);
 }

@@ -1,6 +1,6 @@
 /*
  * echo.h -- step 9's echo server: what it holds, and what it does with each
- * completion the ring posts.  main.c sets up the ring and runs the loop.
+ * completion the ring posts.  main.c runs the loop.
  *
  * Every request the server hands the kernel carries, in its user_data, what
  * it is for (accept, recv, send ...) and whom (a listener, a client), so its
@@ -59,20 +59,13 @@ struct server {
     bool stopping;
 };
 
-/* Starts a server whose ring the caller has set up (all else zero): the
- * pool registered with it, the spare descriptor open, and the first
+/* Starts a server: the two rings set up (io_uring_queue_init_params()),
+ * the pool registered with them, the spare descriptor open, and the first
  * requests queued: a multishot accept per listener and a poll of the stop
- * pipe.  0, or -1 with a one-line reason in err. */
+ * pipe.  0, or -1 with a one-line reason in err ("CALL: ENAME (...)"). */
 int server_start(struct server *server, const struct server_args *args,
                  struct listeners *listeners, struct server_log *log,
                  char *err, size_t err_size);
-
-/* One turn of the loop: submits every request queued since the last turn,
- * waits until at least one completion is posted (at most wait_seconds;
- * -1: no bound), and does what each completion says (server_handle()),
- * queueing the requests that follow from it.  0, or -1 if waiting failed
- * (said on stderr). */
-int server_turn(struct server *server, double wait_seconds);
 
 /* Does what one completion says, queueing the requests that follow from it. */
 void server_handle(struct server *server, const struct io_uring_cqe *cqe);
@@ -86,15 +79,19 @@ void server_rearm(struct server *server);
  * Returns the seconds until it has something to do again, -1 for never. */
 double server_expire(struct server *server);
 
-/* Closes every client ("closed PEER: reason"), cancels every request, and
- * waits for their last completions: until then the kernel holds their
- * sockets open, listening ones included.  Then server_free(). */
+/* Closes every client ("closed PEER: reason") and cancels every request.
+ * Their last completions are still to come: until then the kernel holds
+ * their sockets open, listening ones included.  Take them until
+ * server_requests_outstanding() is false, then server_free(). */
 void server_close_all(struct server *server, const char *reason);
 
-/* The pool and the spare; the ring itself is the caller's to tear down. */
+/* Any request still waiting for a completion? */
+bool server_requests_outstanding(const struct server *server);
+
+/* The pool, the spare and the rings. */
 void server_free(struct server *server);
 
-/* "call: ENAME (strerror)" on stderr, for a liburing call that returned -errnum. */
+/* "call: ENAME (strerror)" on stderr, for a call that failed with errnum. */
 void report_failure(const char *call, int errnum);
 
 #endif

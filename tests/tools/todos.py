@@ -375,16 +375,27 @@ unlink_client(table, c), append_client(table, c).""",
     ],
     "09_io_uring": [
         Todo("io_uring",
-             """TODO step 9: hand the kernel every request queued since the last turn
-and sleep until at least one completion is posted or the next deadline
-comes (no deadline when wait_seconds < 0) -- in ONE system call.  ret is
-what it returns (the check below handles -ETIME and -EINTR).
-Read: man io_uring_submit_and_wait_timeout, man 7 io_uring.""",
-             """io_uring_submit_and_wait_timeout(&server.ring, &cqe, 1,
-wait_seconds < 0 ? NULL : &timeout, NULL).""",
-             f"int ret = {_stop('step 9: io_uring_submit_and_wait_timeout(), in main.c')};"
-             "   /* placeholder */\n"
-             "(void)timeout; /* placeholder: your call uses it */\n"),
+             """TODO step 9: one turn of the submission and completion loop.  Hand the
+kernel every request queued since the last turn and sleep until at least
+one completion is posted or wait_seconds pass (no bound when
+wait_seconds < 0) -- in ONE system call.  Then do what each completion
+posted by now says (server_handle()), in order, and tell the kernel
+their slots in the completion queue are free.  Return 0, or -1 when
+waiting failed (say so: report_failure()).
+Cases: the timeout (-ETIME), a signal (-EINTR), completions waiting in
+the kernel for room in a full completion queue (-EBUSY): none of them
+is a failure; no completion at all; many at once.
+Read: man io_uring_submit_and_wait_timeout, man io_uring_for_each_cqe,
+man io_uring_cq_advance, man 7 io_uring.""",
+             """timeout = timespec_from(wait_seconds); ret =
+io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, wait_seconds < 0
+? NULL : &timeout, NULL); ret < 0 other than -ETIME, -EINTR, -EBUSY:
+report_failure("io_uring_submit_and_wait_timeout", -ret), return -1.
+Then io_uring_for_each_cqe(&server->ring, head, cqe) { server_handle(server,
+cqe); seen++; } and io_uring_cq_advance(&server->ring, seen); return 0.""",
+             "(void)server; (void)wait_seconds; (void)timespec_from;\n"
+             f"return {_stop('step 9: the submission and completion loop, in turn(), main.c')};\n",
+             caught_by="many_clients_at_once and local", says=r"TODO step 9: the submission"),
         Todo("multishot_receive",
              """TODO step 9, idea 11: a multishot recv posts a completion each time
 data arrives, while more will come.  When one is that request's LAST
