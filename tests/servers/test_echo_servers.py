@@ -290,39 +290,65 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
                  "a client that watched the others come and go")
 
 
-# The client reads at READ_RATE, slower than any step echoes (step 6 moves
-# at most 64 KiB a frame, 3.8 MB/s): the server's send buffer stays full, so
-# it still owes bytes of its own when it reads the end of the client's input.
-HALF_CLOSE_BYTES = 6 * 1024 * 1024
-READ_RATE = 1536 * 1024             # bytes a second
+def tcp_queues(pid, local_port, remote_port):
+    """(send queue, receive queue) in bytes of the IPv4 TCP socket from
+    local_port to remote_port, as the netns of process pid sees it
+    (/proc/PID/net/tcp: tx_queue:rx_queue, man 5 proc); None if not there."""
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) \
+                    == (local_port, remote_port):
+                tx, rx = queues.split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+HALF_CLOSE_BYTES = 6 * 1024 * 1024   # more than a send buffer holds (tcp_wmem's 4 MiB)
 
 
 @pytest.mark.idea("half_close")
 @pytest.mark.lua_twin
 def test_a_client_that_half_closes_while_owed_gets_everything(step, program, lab):
-    """The end of the client's input arrives while the server still owes
-    it echo that its socket would not take: read() says 0 with bytes owed.
-    The client is done sending, not gone: it must get every byte."""
+    """The end of the client's input reaches the server while the server
+    still owes echo its socket would not take: read() says 0 with bytes
+    owed.  The client is done sending, not gone: it must get every byte.
+
+    The client sends 6 MiB and shuts its write side, reading nothing; then
+    it reads only as much as lets the server take in the rest of its input
+    (the server's receive queue, /proc/PID/net/tcp), so the server's send
+    buffer stays full.  Once the server has taken it all, the client reads
+    nothing for a moment, in which the server finds the end of input with
+    bytes still owed; then it reads everything."""
     with program(step).start("127.0.0.1", 0) as server:
         client = open_client(lab, server, receive_buffer=4096, timeout=10)
         with client:
+            ours = client.getsockname()[1]
             data = os.urandom(HALF_CLOSE_BYTES)
             sender = BackgroundSender(client, data, timeout=30)
             sender.wait_until_done_or_stuck()
             received = bytearray()
-            started = time.monotonic()
-            deadline = started + 2 * HALF_CLOSE_BYTES / READ_RATE + 10
+            deadline = time.monotonic() + 30
+            paused = False
             while time.monotonic() < deadline:
+                server_side = tcp_queues(server.pid, server.port, ours)
+                client_side = tcp_queues(server.pid, ours, server.port)
+                taken_in = (server_side is not None and server_side[1] == 0
+                            and sender.sent == len(data) and client_side is not None
+                            and client_side[0] == 0)
+                if taken_in and not paused:
+                    # Frames to find the end of input (a sleep that gives a
+                    # wrong server its chance; a right one is unaffected).
+                    time.sleep(0.3)
+                    paused = True
                 try:
-                    chunk = client.recv(32 * 1024)
+                    chunk = client.recv(256 * 1024 if paused else 16 * 1024)
                 except (socket.timeout, TimeoutError):
                     break
                 if not chunk:
                     break
                 received += chunk
-                ahead = len(received) / READ_RATE - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)     # pacing the reader, not waiting for the server
             sender.join()
         assert sender.error is None, f"the client could not send: {sender.error}"
         assert bytes(received) == data, explain(
