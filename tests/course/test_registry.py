@@ -29,9 +29,10 @@ def test_every_lua_twin_named_is_there(name):
 
 def test_a_step_has_its_own_ideas_and_the_earlier_ones_it_keeps():
     # What the markers rely on: step 7 has step 6's accept loop but not its
-    # frame loop; step 9 has no accept() loop; step 6 borrows step 8's limits
-    # from common/ (until its program holds only its own ideas).
+    # frame loop; step 9 has no accept() loop; no step has an idea before
+    # the step that teaches it.
     assert registry.steps_with("frame_loop") == ["06_frame_loop"]
+    assert registry.steps_with("max_clients") == ["08_epoll", "09_io_uring"]
     assert registry.steps_with("accept_until_eagain") == ["06_frame_loop", "07_poll", "08_epoll"]
     assert registry.steps_with("stop_pipe") == ["07_poll", "08_epoll", "09_io_uring"]
     assert registry.steps_with("bind") == [name for name in registry.names() if name >= "03"]

@@ -12,6 +12,7 @@ import socket
 
 import pytest
 
+from tests.lib import registry
 from tests.lib.lab import REMOTE_V4
 from tests.lib.programs import explain, listening_sockets
 
@@ -167,3 +168,23 @@ def test_help_exits_0(program, step):
     assert result.returncode == 0 and "usage:" in result.stdout, explain(
         step, program(step).command(["--help"]), "a usage text on stdout and exit 0",
         f"exit {result.returncode}, stdout {result.stdout!r}")
+
+
+# An option belongs to the idea that brings it (tests/lib/registry.py): a
+# step takes it from the step that teaches the idea on, and not before.
+IDEA_OPTIONS = [(idea.name, idea.option, "1") for step in registry.STEPS
+                for idea in step.teaches if idea.option]
+
+
+@pytest.mark.parametrize("idea, option, value", IDEA_OPTIONS,
+                         ids=[option for _, option, _ in IDEA_OPTIONS])
+@pytest.mark.parametrize("step", registry.part_2())
+def test_a_step_takes_the_options_of_its_ideas_only(program, step, idea, option, value):
+    if idea in registry.step(step).ideas:
+        help_text = program(step).run("--help").stdout
+        assert option in help_text, explain(
+            step, program(step).command(["--help"]), f"the usage names {option}",
+            repr(help_text[:300]))
+    else:
+        check_failure(program, step, [option, value, "127.0.0.1", "0"], 2,
+                      f"option '{option}': unknown option")

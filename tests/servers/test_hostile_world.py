@@ -25,7 +25,7 @@ from tests.lib.programs import (StuckOutput, close_on_exec_missing, explain,
                                 open_client, process_state, recv_exactly, recv_until_eof,
                                 strace_prefix, traced_child, wait_until)
 
-ACCEPTS_PER_TURN = 64      # common/connections.h
+ACCEPTS_PER_TURN = 64      # steps/06_frame_loop/connections.h (and 7, 8)
 
 CONNECTION_LINE = re.compile(r"^(accepted|closed) ")
 DROPPED_LINE = re.compile(r"^log: (\d+) lines dropped")
@@ -276,7 +276,8 @@ def test_a_connection_flood_does_not_starve_the_clients_already_connected(step, 
                 f"the worst took {worst * 1000:.0f} ms (p99 {p99 * 1000:.0f} ms; "
                 f"{sum(made)} connections made)",
                 "a loop that accepts until the queue is empty never gets back to its clients while "
-                "the queue refills: accept at most ACCEPTS_PER_TURN per turn")
+                "the queue refills: accept at most ACCEPTS_PER_TURN per turn (idea 1); or the "
+                "loop spins on a socket watched for what it will not be given (backpressure)")
             for i, sock in enumerate(fillers[:3]):
                 sock.sendall(b"still here")
                 assert recv_exactly(sock, 10) == b"still here", f"filler {i} was not served after the flood"

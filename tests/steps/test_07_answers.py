@@ -29,7 +29,7 @@ def test_exercise_1_an_idle_poll_server_is_never_woken(step, program, private_la
         assert woken == 0, explain(
             step, server.command, "with no client, the server sleeps in poll(..., -1): "
             "voluntary_ctxt_switches does not move", f"it was woken {woken} times in 1 s",
-            "poll()'s timeout is not -1 with nothing to wait for (connections_expire)")
+            "poll()'s timeout is not -1 with nothing to wait for (connections_start_turn)")
 
 
 # -- exercise 2: POLLOUT all the time -----------------------------------------

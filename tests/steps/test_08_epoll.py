@@ -331,7 +331,7 @@ def test_a_client_leaves_the_interest_list_when_the_server_closes_it(program, la
             "a client not registered, or its descriptor not closed (or duplicated)")
 
 
-OUTPUT_LIMIT = 64 * 1024   # common/connections.h: the most read per client at once
+OUTPUT_LIMIT = 64 * 1024   # steps/08_epoll/connections.h: the most read per client at once
 
 
 def echo_of_a_burst(server, lab, size):

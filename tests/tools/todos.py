@@ -329,7 +329,8 @@ if c->fd != -1 && connection_wants(c) != c->watched: watch(.., MOD, c).""",
 max_clients are taken, without a search: a full table must answer as
 fast as an empty one.  Slots given back are on table->free_slots
 (linked by ->newer); slots[0..slots_used) have been used.
-Read: the comment of struct connection_table in connections.h.""",
+Read: struct connection_table in steps/08_epoll/connections.h (it has no
+TODO, so your workspace builds with the course's).""",
              """c = free_slots; if c: free_slots = c->newer, c->newer = NULL, return c.
 If slots_used < max_clients: return &slots[slots_used++].  Else NULL.""",
              "(void)table;\n"
@@ -356,7 +357,7 @@ for EAGAIN, else -1; if fd != -1: refuse(table, fd, peer text, the line,
 client: 10,000 clients must cost no more than 10.  Then make next_due
 the earliest time a remaining client could become idle, unless something
 else is due sooner.
-Read: the list order in connections.h, mark_active().""",
+Read: the list order in steps/08_epoll/connections.h, mark_active().""",
              """while (oldest && oldest->last_active + idle_timeout <= now) close it.
 If a client is left: deadline = oldest->last_active + idle_timeout; if
 next_due == 0 || deadline < next_due: next_due = deadline.""",
@@ -445,10 +446,16 @@ MISTAKES = {
                 "a_client_that_stops_reading", r"backpressure"),
         Mistake("handler_no_write", "the handler sets the flag but writes nothing",
                 "a_stop_signal_wakes_the_loop_through_the_stop_pipe", r"stop pipe|self-pipe"),
+        Mistake("pipe_not_polled", "the pipe is written but not in the poll() list",
+                "a_stop_signal_wakes_the_loop_through_the_stop_pipe", r"stop pipe"),
     ],
     "08_epoll": [
         Mistake("idle_never_closes", "computes the next deadline but closes nobody",
                 "idle_client_is_closed", r"idle"),
+        Mistake("idle_no_deadline", "closes idle clients but never bounds the wait",
+                "lone_idle_client", r"idea 10"),
+        Mistake("activity_not_moved", "stamps the time but never moves the client",
+                "idle_client_is_closed", r"idea 10"),
     ],
 }
 
