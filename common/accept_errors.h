@@ -17,7 +17,7 @@
  * do, and costs nothing here.  What Linux TCP's accept() does fail with is
  * about the server or the whole system (EMFILE, ENFILE, ENOMEM, ENOBUFS,
  * EPERM from a security module, EBADF, EINVAL), and is the caller's to
- * decide.  Step 5 and common/connections.c (steps 6-8) use this one list.
+ * decide.  Step 5, steps 6-8 (connections.c) and common/clients.c use this one list.
  */
 #ifndef ACCEPT_ERRORS_H
 #define ACCEPT_ERRORS_H

@@ -10,7 +10,7 @@
  * So steps 6-9 write their lines through a log: each line goes into a
  * bounded buffer, and from there to stdout as far as stdout takes it now.
  * What it will not take waits in the buffer for a later turn of the loop
- * (connections_expire() calls log_flush(), and keeps the loop's wait short
+ * (connections_start_turn() calls log_flush(), and keeps the loop's wait short
  * while lines wait).  A line that finds the buffer full is dropped and
  * counted, and once there is room again one line says how many were:
  *
