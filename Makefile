@@ -304,7 +304,8 @@ analyze-clang-tidy: $(ANALYZED:%.c=build/analyze/tidy/%.ok)
 
 build/analyze/tidy/%.ok: %.c .clang-tidy $(wildcard common/*.h steps/*/*.h)
 	@mkdir -p $(@D)
-	clang-tidy --quiet $< -- -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon 2>$@.log \
+	clang-tidy --quiet $< -- -std=c11 -D_POSIX_C_SOURCE=200809L -Icommon \
+	    $(addprefix -I,$(dir $(FUZZ_STEP_SRC_$(notdir $*)))) 2>$@.log \
 	    || { cat $@.log; exit 1; }
 	@touch $@
 

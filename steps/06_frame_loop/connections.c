@@ -45,8 +45,12 @@ int connections_init(struct connection_table *table, bool quiet, struct server_l
 
 void connections_close_all(struct connection_table *table, const char *reason)
 {
-    while (table->oldest != NULL)
-        connection_close(table, table->oldest, reason);
+    struct connection *c = table->oldest;
+    while (c != NULL) {
+        struct connection *next = c->newer;   /* c is freed by connection_close() */
+        connection_close(table, c, reason);
+        c = next;
+    }
 }
 
 void connections_free(struct connection_table *table)
@@ -56,8 +60,7 @@ void connections_free(struct connection_table *table)
     table->input = NULL;
 }
 
-/* The list of clients.  Taking a client out and putting one on at the newest
- * end are a few pointer moves, whatever the number of clients. */
+/* The list of clients: a few pointer moves, however many clients there are. */
 static void unlink_client(struct connection_table *table, struct connection *c)
 {
     if (c->older != NULL)

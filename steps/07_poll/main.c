@@ -72,7 +72,7 @@ struct poll_list {
  * shrinks; a few bytes per client that once was).  0, or -1 (ENOMEM). */
 static int poll_list_reserve(struct poll_list *list, nfds_t needed)
 {
-    if (needed <= list->capacity)
+    if (list->fds != NULL && needed <= list->capacity)
         return 0;
     nfds_t capacity = list->capacity == 0 ? 64 : list->capacity;
     while (capacity < needed)
@@ -81,7 +81,8 @@ static int poll_list_reserve(struct poll_list *list, nfds_t needed)
     if (fds == NULL)
         return -1;
     list->fds = fds;
-    struct connection **clients = realloc(list->clients, capacity * sizeof *clients);
+    struct connection **clients = realloc(list->clients,
+                                          capacity * sizeof(struct connection *));
     if (clients == NULL)
         return -1;
     list->clients = clients;

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import termios
 import threading
@@ -750,3 +751,24 @@ def traced_child(tracer_pid, timeout=5):
         time.sleep(0.02)
     assert children, f"strace (pid {tracer_pid}) started no program"
     return int(children[0])
+
+
+def tcp_queues(local_port, remote_port, address="127.0.0.1"):
+    """(receive queue, send queue) in bytes of this network namespace's IPv4
+    TCP socket from address:local_port to address:remote_port, asked of the
+    kernel by sock_diag netlink, as ss(8) does (man 7 sock_diag): one socket
+    looked up, however many others there are.  None if there is none."""
+    ip = socket.inet_aton(address) + bytes(12)
+    request = (struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xffffffff)
+               + struct.pack("!HH", local_port, remote_port) + ip + ip
+               + struct.pack("=III", 0, 0xffffffff, 0xffffffff))   # any interface, no cookie
+    sock_diag_by_family, nlm_f_request, netlink_sock_diag = 20, 1, 4
+    header = struct.pack("=IHHII", 16 + len(request), sock_diag_by_family, nlm_f_request, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink_sock_diag) as diag:
+        diag.send(header + request)
+        reply = diag.recv(65536)
+    _, kind = struct.unpack_from("=IH", reply)
+    if kind != sock_diag_by_family:
+        return None          # NLMSG_ERROR: no such socket
+    # struct inet_diag_msg: 4 bytes, the 48-byte id, expires, then rqueue, wqueue.
+    return struct.unpack_from("=II", reply, 16 + 4 + 48 + 4)

@@ -25,7 +25,6 @@ import re
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ import pytest
 from tests.lib import registry
 from tests.lib.lab import REMOTE_V4
 from tests.lib.programs import (ALL_BYTES, busy_during, explain, open_client, peer_of, recv_exactly,
+                                tcp_queues,
                                 recv_until_eof, reset, resident_kib, strace_prefix, traced_child,
                                 wait_until)
 
@@ -292,23 +292,8 @@ def test_disconnect_half_close_and_reset_are_cleaned_up_and_logged(
                  "a client that watched the others come and go")
 
 
-def tcp_queues(server_port, client_port):
-    """{local port: (receive queue, send queue)} in bytes of the two ends of
-    one loopback TCP connection, from ss(8), which asks the kernel for just
-    those (sock_diag: quick however many sockets other tests left)."""
-    query = (f"( sport = :{server_port} and dport = :{client_port} ) or "
-             f"( sport = :{client_port} and dport = :{server_port} )")
-    result = subprocess.run(["ss", "-Htn", "state", "all", query], capture_output=True,
-                            text=True, timeout=10)
-    queues = {}
-    for line in result.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 5:
-            queues[int(fields[3].rsplit(":", 1)[1])] = (int(fields[1]), int(fields[2]))
-    return queues
-
-
 HALF_CLOSE_BYTES = 6 * 1024 * 1024   # more than a send buffer holds (tcp_wmem's 4 MiB)
+READ_RATE = 1024 * 1024              # bytes a second: step 6 echoes 64 KiB a frame, 3.8 MB/s
 
 
 @pytest.mark.idea("half_close")
@@ -320,7 +305,7 @@ def test_a_client_that_half_closes_while_owed_gets_everything(step, program, pri
 
     The client sends 6 MiB and shuts its write side, reading nothing; then
     it reads only as much as lets the server take in the rest of its input
-    (the server's receive queue, ss -tn), so the server's send
+    (the server's receive queue, tcp_queues()), so the server's send
     buffer stays full.  Once the server has taken it all, the client reads
     nothing for a moment, in which the server finds the end of input with
     bytes still owed; then it reads everything."""
@@ -332,18 +317,27 @@ def test_a_client_that_half_closes_while_owed_gets_everything(step, program, pri
             sender = BackgroundSender(client, data, timeout=30)
             sender.wait_until_done_or_stuck()
             received = bytearray()
-            deadline = time.monotonic() + 30
+            started = time.monotonic()
+            deadline = started + 60
             paused = False
             while time.monotonic() < deadline:
-                queues = {} if paused else tcp_queues(server.port, ours)
-                taken_in = (sender.sent == len(data) and server.port in queues
-                            and ours in queues and queues[server.port][0] == 0
-                            and queues[ours][1] == 0)
-                if taken_in and not paused:
-                    # Frames to find the end of input (a sleep that gives a
-                    # wrong server its chance; a right one is unaffected).
-                    time.sleep(0.3)
-                    paused = True
+                if not paused:
+                    server_side = tcp_queues(server.port, ours)
+                    client_side = tcp_queues(ours, server.port)
+                    if (server_side is not None and client_side is not None
+                            and sender.sent == len(data) and server_side[0] == 0
+                            and client_side[1] == 0):
+                        # All taken in: frames to find the end of input (a
+                        # pause that gives a wrong server its chance; a right
+                        # one is unaffected).
+                        time.sleep(0.3)
+                        paused = True
+                    else:
+                        # Slower than any step echoes, so that its send
+                        # buffer stays full: pacing the reader.
+                        ahead = len(received) / READ_RATE - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
                 try:
                     chunk = client.recv(256 * 1024 if paused else 16 * 1024)
                 except (socket.timeout, TimeoutError):
