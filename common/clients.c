@@ -33,9 +33,13 @@ static int open_spare(void)
 }
 
 void clients_init(struct clients *clients, const struct server_args *args,
-                  struct server_log *log)
+                  struct server_log *log,
+                  void (*close_client)(struct client_record *c, const char *reason, void *context),
+                  void *context)
 {
     memset(clients, 0, sizeof *clients);
+    clients->close_client = close_client;
+    clients->context = context;
     clients->max_clients = args->max_clients;
     clients->log = log;
     clients->quiet = args->quiet;
@@ -96,6 +100,10 @@ static void refuse(struct clients *clients, int fd, const char *peer, const char
 
 struct client_record *clients_admit(struct clients *clients, int fd, size_t record_size)
 {
+    if (clients->stopping) {
+        close_reporting(fd);
+        return NULL;
+    }
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == -1) {
@@ -185,7 +193,7 @@ void clients_accept_failed(struct clients *clients, int errnum)
 
 bool clients_accepting(const struct clients *clients)
 {
-    return monotonic_seconds() >= clients->accept_paused_until;
+    return !clients->stopping && monotonic_seconds() >= clients->accept_paused_until;
 }
 
 /* `next`, or the seconds until `due` if that is sooner; -1 stands for never. */
@@ -194,10 +202,7 @@ static double sooner(double next, double due, double now)
     return next < 0 || due - now < next ? due - now : next;
 }
 
-double clients_expire(struct clients *clients,
-                      void (*close_idle)(struct client_record *c, const char *reason,
-                                         void *context),
-                      void *context)
+double clients_expire(struct clients *clients)
 {
     double now = monotonic_seconds();
     double next = -1;
@@ -207,7 +212,7 @@ double clients_expire(struct clients *clients,
                && now - clients->oldest->last_active >= clients->idle_timeout) {
             char reason[64];
             snprintf(reason, sizeof reason, "idle for %g s", clients->idle_timeout);
-            close_idle(clients->oldest, reason, context);
+            clients->close_client(clients->oldest, reason, clients->context);
         }
         if (clients->oldest != NULL)
             next = sooner(next, clients->oldest->last_active + clients->idle_timeout, now);
@@ -224,4 +229,11 @@ double clients_expire(struct clients *clients,
     if (log_pending(clients->log))   /* lines wait for stdout: look again soon */
         next = sooner(next, now + LOG_RETRY_MS / 1000.0, now);
     return next;
+}
+
+void clients_close_all(struct clients *clients, const char *reason)
+{
+    clients->stopping = true;
+    while (clients->oldest != NULL)
+        clients->close_client(clients->oldest, reason, clients->context);
 }

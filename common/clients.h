@@ -62,6 +62,9 @@ struct clients {
     bool quiet;                      /* no line per connection */
     double idle_timeout;             /* seconds; 0: never */
     struct log_limit refusals;       /* a "refused" line a second, the rest counted */
+    void (*close_client)(struct client_record *c, const char *reason, void *context);
+    void *context;                   /* close_client's, as given to clients_init() */
+    bool stopping;                   /* clients_close_all() was called: admit no more */
     int spare_fd;                    /* given up on EMFILE; -1 if none */
     bool spare_given_up;             /* closed for the next accept to take its place */
     double accept_paused_until;      /* monotonic_seconds() */
@@ -69,14 +72,19 @@ struct clients {
 
 /* No clients yet, configured from args (max_clients, quiet, idle_timeout),
  * logging to log, and the spare descriptor open (if it cannot be, the
- * server pauses accepting instead of using it). */
+ * server pauses accepting instead of using it).  close_client(c, reason,
+ * context) is how the step closes a client, for the idle timeout and
+ * clients_close_all(): it must clients_remove() c. */
 void clients_init(struct clients *clients, const struct server_args *args,
-                  struct server_log *log);
+                  struct server_log *log,
+                  void (*close_client)(struct client_record *c, const char *reason, void *context),
+                  void *context);
 
 /* Closes the spare.  The clients are the caller's to close first. */
 void clients_free(struct clients *clients);
 
-/* A socket accept just gave: admitted, or refused.  Admitted: a zeroed
+/* A socket accept just gave: admitted, refused, or (once stopping) closed
+ * without a word.  Admitted: a zeroed
  * record_size bytes (a struct that starts with a struct client_record) with
  * fd and peer filled in, on the list as the most recent, logged "accepted
  * PEER (fd N)"; clients_release() frees it.  NULL: refused, sent one line
@@ -103,16 +111,16 @@ void clients_release(struct clients *clients, struct client_record *c);
  * ACCEPT_PAUSE_SECONDS, said on stderr. */
 void clients_accept_failed(struct clients *clients, int errnum);
 
-/* False while accepting is paused. */
+/* False while accepting is paused, and once stopping. */
 bool clients_accepting(const struct clients *clients);
 
-/* Does what the clock says is due: the clients idle for idle_timeout go to
- * close_idle (which must clients_remove() them), an accept pause ends, the
- * refusals held back are summed up, and what stdout takes of the log is
- * written.  Returns the seconds until something is due again, -1 for never. */
-double clients_expire(struct clients *clients,
-                      void (*close_idle)(struct client_record *c, const char *reason,
-                                         void *context),
-                      void *context);
+/* Does what the clock says is due: the clients idle for idle_timeout are
+ * closed ("idle for N s"), an accept pause ends, the refusals held back are
+ * summed up, and what stdout takes of the log is written.  Returns the
+ * seconds until something is due again, -1 for never. */
+double clients_expire(struct clients *clients);
+
+/* Stopping: every client is closed with reason, and none admitted any more. */
+void clients_close_all(struct clients *clients, const char *reason);
 
 #endif

@@ -7,16 +7,14 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Requests queued per turn before the queue is full (then it is submitted
- * early), and completions the kernel can post before we take them (more
- * wait in the kernel, but multishot requests end: we arm them again). */
+/* Requests queued before the queue is full (then submitted early), and
+ * completions posted before we take them (past that, multishot requests end). */
 #define SUBMISSION_ENTRIES 4096
 #define COMPLETION_ENTRIES 16384
 
@@ -26,7 +24,7 @@
 enum request { REQUEST_IGNORED, REQUEST_STOP, REQUEST_ACCEPT, REQUEST_RECV, REQUEST_SEND };
 #define REQUEST_BITS 3
 #define REQUEST_MASK ((uint64_t)(1 << REQUEST_BITS) - 1)
-_Static_assert(alignof(max_align_t) >= 1 << REQUEST_BITS, "client addresses keep 3 bits free");
+_Static_assert(_Alignof(max_align_t) >= 1 << REQUEST_BITS, "client addresses keep 3 bits free");
 
 struct client {
     struct client_record record;     /* first: fd, peer, place in the activity list */
@@ -63,11 +61,10 @@ static int set_error(char *err, size_t err_size, const char *call, int errnum)
 
 /* -- requests: the submission queue ---------------------------------------- */
 
-/* The two rings.  DEFER_TASKRUN (Linux 6.1; with SINGLE_ISSUER: one thread
- * uses the ring): the kernel finishes receives only while we wait for
- * completions, so a turn's completions come in one batch, and a cancel
- * (backpressure) lands before the next batch rather than after whatever
- * arrived in between.  An older kernel says EINVAL: then without it. */
+/* The two rings.  DEFER_TASKRUN (Linux 6.1, with SINGLE_ISSUER): receives
+ * complete only while we wait, so a cancel lands before the next batch
+ * (lesson, "Backpressure in a completion world").  Before 6.1, EINVAL:
+ * then without it. */
 static int ring_start(struct io_uring *ring, char *err, size_t err_size)
 {
     struct io_uring_params params = {
@@ -81,76 +78,33 @@ static int ring_start(struct io_uring *ring, char *err, size_t err_size)
     }
     if (failed == 0)
         return 0;
-    set_error(err, err_size, "io_uring_queue_init_params", failed);
     const char *hint = failed == EPERM ? "; io_uring is turned off here: sysctl kernel.io_uring_disabled"
                      : failed == ENOSYS ? "; this kernel has no io_uring" : "";
-    snprintf(err + strlen(err), err_size - strlen(err), "%s", hint);
+    snprintf(err, err_size, "io_uring_queue_init_params: %s (%s)%s", errno_name(failed),
+             strerror(failed), hint);
     return -1;
 }
 
-/* A free submission queue entry, for the caller to fill in and tag().
- * Requests wait in the queue for the loop's next
- * io_uring_submit_and_wait_timeout(); if the queue is full, what it holds
- * is submitted now, to make room. */
-static struct io_uring_sqe *new_request(struct server *server)
+/* A free submission queue entry, its user_data saying what the request is
+ * for and whom (the io_uring_prep_*() calls that fill in the rest leave it
+ * alone).  It waits for the loop's next submit, unless the queue is full:
+ * then what it holds is submitted now, to make room. */
+static struct io_uring_sqe *new_request(struct server *server, enum request kind,
+                                        uintptr_t whom)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
     if (sqe == NULL) {
         int submitted = io_uring_submit(&server->ring);
-        if (submitted < 0)
-            fail("io_uring_submit", -submitted);
         sqe = io_uring_get_sqe(&server->ring);
         if (sqe == NULL)
-            fail("io_uring_get_sqe", EBUSY);
+            fail("io_uring_submit", submitted < 0 ? -submitted : EBUSY);
     }
+    io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);
+    server->in_flight++;
     return sqe;
 }
 
-/* What the request is for, and whom: its completion will say. */
-static void tag(struct io_uring_sqe *sqe, enum request kind, uintptr_t whom)
-{
-    io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);
-}
-
 /* -- the buffer pool ---------------------------------------------------------- */
-
-static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err,
-                      size_t err_size)
-{
-    memset(pool, 0, sizeof *pool);
-    /* The ring of free buffers is memory shared with the kernel: it must
-     * start on a page (man io_uring_register_buf_ring). */
-    long page = sysconf(_SC_PAGESIZE);
-    void *ring_memory;
-    int failed = posix_memalign(&ring_memory, page > 0 ? (size_t)page : 4096,
-                                BUFFER_COUNT * sizeof(struct io_uring_buf));
-    if (failed != 0)
-        return set_error(err, err_size, "posix_memalign", failed);
-    pool->ring = ring_memory;
-    /* The buffers themselves: 2 MiB of address space, in memory only once
-     * the kernel has written into them. */
-    pool->memory = malloc((size_t)BUFFER_COUNT * BUFFER_SIZE);
-    if (pool->memory == NULL) {
-        free(pool->ring);
-        return set_error(err, err_size, "malloc", ENOMEM);
-    }
-    io_uring_buf_ring_init(pool->ring);
-    struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)pool->ring,
-                                    .ring_entries = BUFFER_COUNT, .bgid = BUFFER_GROUP };
-    failed = -io_uring_register_buf_ring(ring, &reg, 0);
-    if (failed != 0) {
-        free(pool->memory);
-        free(pool->ring);
-        return set_error(err, err_size, "io_uring_register_buf_ring", failed);
-    }
-    /* Every buffer starts free: in the ring, where the kernel takes them. */
-    for (int bid = 0; bid < BUFFER_COUNT; bid++)
-        io_uring_buf_ring_add(pool->ring, pool->memory + (size_t)bid * BUFFER_SIZE,
-                              BUFFER_SIZE, (unsigned short)bid,
-                              io_uring_buf_ring_mask(BUFFER_COUNT), bid);
-    io_uring_buf_ring_advance(pool->ring, BUFFER_COUNT);
-    return 0;
-}
 
 /* Back into the ring: the kernel may fill it again. */
 static void give_back(struct buffer_pool *pool, uint16_t bid)
@@ -159,6 +113,36 @@ static void give_back(struct buffer_pool *pool, uint16_t bid)
                           BUFFER_SIZE, bid, io_uring_buf_ring_mask(BUFFER_COUNT), 0);
     io_uring_buf_ring_advance(pool->ring, 1);
     pool->held--;
+}
+
+static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err,
+                      size_t err_size)
+{
+    memset(pool, 0, sizeof *pool);
+    /* The ring of free buffers, shared with the kernel, must start on a page
+     * (man io_uring_register_buf_ring); the 2 MiB of buffers follow it, in
+     * memory only once the kernel has written into them. */
+    size_t ring_size = BUFFER_COUNT * sizeof(struct io_uring_buf);
+    long page = sysconf(_SC_PAGESIZE);
+    void *memory;
+    int failed = posix_memalign(&memory, page > 0 ? (size_t)page : 4096,
+                                ring_size + (size_t)BUFFER_COUNT * BUFFER_SIZE);
+    if (failed != 0)
+        return set_error(err, err_size, "posix_memalign", failed);
+    pool->ring = memory;
+    pool->memory = (char *)memory + ring_size;
+    io_uring_buf_ring_init(pool->ring);
+    struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)pool->ring,
+                                    .ring_entries = BUFFER_COUNT, .bgid = BUFFER_GROUP };
+    failed = -io_uring_register_buf_ring(ring, &reg, 0);
+    if (failed != 0) {
+        free(pool->ring);
+        return set_error(err, err_size, "io_uring_register_buf_ring", failed);
+    }
+    pool->held = BUFFER_COUNT;   /* until given to the ring, where the kernel takes them */
+    for (int bid = 0; bid < BUFFER_COUNT; bid++)
+        give_back(pool, (uint16_t)bid);
+    return 0;
 }
 
 /* Out of the queue for buffers: the first, usually (a closing client may be anywhere). */
@@ -197,25 +181,26 @@ static void finish_if_done(struct server *server, struct client *c)
         give_back(&server->pool, bid);
     }
     clients_release(&server->clients, &c->record);
-    server->closing_count--;
 }
 
-/* Logs "closed PEER: reason" and ends c: its requests in flight are
- * cancelled, and its socket is closed once their last completions came
- * (until then they hold the socket, and may still write into c). */
+/* Logs "closed PEER: reason"; its requests are cancelled, and c is closed
+ * once their last completions came (lesson, "A request holds its socket"). */
 static void close_client(struct server *server, struct client *c, const char *reason)
 {
     clients_remove(&server->clients, &c->record, reason);
     if (c->waiting)
         stop_waiting(server, c);
     c->closing = true;
-    server->closing_count++;
     if (c->receiving || c->sending) {
-        struct io_uring_sqe *sqe = new_request(server);
+        struct io_uring_sqe *sqe = new_request(server, REQUEST_IGNORED, 0);
         io_uring_prep_cancel_fd(sqe, c->record.fd, IORING_ASYNC_CANCEL_ALL);
-        tag(sqe, REQUEST_IGNORED, 0);
     }
     finish_if_done(server, c);
+}
+
+static void close_record(struct client_record *c, const char *reason, void *server)
+{
+    close_client(server, (struct client *)c, reason);
 }
 
 static void close_on_error(struct server *server, struct client *c, int errnum)
@@ -227,30 +212,23 @@ static void close_on_error(struct server *server, struct client *c, int errnum)
 
 /* -- receiving and sending ----------------------------------------------------- */
 
-/* Receive from c while it may send more and owes less than OUTPUT_LIMIT:
- * ONE multishot recv for every receive to come (each time data arrives,
- * the kernel takes a buffer from the pool, receives into it, and posts a
- * completion naming the buffer), until it ends (no IORING_CQE_F_MORE).
- * Backpressure: at the limit, cancel it; once c has drained below, arm a
- * new one.  Until then its bytes wait in the kernel and TCP's window
- * closes: the client's send() blocks, not our memory.  The cancel lands
- * after what the kernel received meanwhile, so a fast sender ends up past
- * the limit by that much: never past the pool. */
+/* ONE multishot recv while c may send more and owes less than OUTPUT_LIMIT:
+ * a completion, naming a pool buffer, each time data arrives.  At the limit,
+ * cancel it (its bytes wait in the kernel); once c drains, arm a new one
+ * (lesson, "Backpressure in a completion world"). */
 static void update_receiving(struct server *server, struct client *c)
 {
     bool wanted = !c->closing && !c->input_ended && c->owed < OUTPUT_LIMIT;
     struct io_uring_sqe *sqe;
     if (wanted && !c->receiving && !c->waiting) {
-        sqe = new_request(server);
+        sqe = new_request(server, REQUEST_RECV, (uintptr_t)c);
         io_uring_prep_recv_multishot(sqe, c->record.fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUFFER_GROUP;
-        tag(sqe, REQUEST_RECV, (uintptr_t)c);
         c->receiving = true;
     } else if (!wanted && c->receiving && !c->cancelling && !c->closing) {
-        sqe = new_request(server);
+        sqe = new_request(server, REQUEST_IGNORED, 0);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | REQUEST_RECV, 0);
-        tag(sqe, REQUEST_IGNORED, 0);
         c->cancelling = true;
     }
 }
@@ -262,12 +240,11 @@ static void send_next(struct server *server, struct client *c)
     if (c->sending || c->owed == 0 || c->closing)
         return;
     uint16_t bid = c->first_buffer;
-    struct io_uring_sqe *sqe = new_request(server);
+    struct io_uring_sqe *sqe = new_request(server, REQUEST_SEND, (uintptr_t)c);
     /* MSG_NOSIGNAL: a vanished client gives EPIPE, not a fatal SIGPIPE. */
     io_uring_prep_send(sqe, c->record.fd,
                        server->pool.memory + (size_t)bid * BUFFER_SIZE + c->first_sent,
                        (size_t)(server->pool.length[bid] - c->first_sent), MSG_NOSIGNAL);
-    tag(sqe, REQUEST_SEND, (uintptr_t)c);
     c->sending = true;
 }
 
@@ -357,16 +334,15 @@ static void on_send(struct server *server, struct client *c, int result)
 
 /* -- accepting ------------------------------------------------------------------ */
 
-/* ONE request for every client to come on this listening socket, until it
- * ends (no IORING_CQE_F_MORE): then server_rearm() arms another.  No
- * address buffer: one would serve every connection it accepts (man
- * io_uring_prep_multishot_accept); getpeername() names each client. */
+/* ONE request for every client to come, until it ends (no IORING_CQE_F_MORE).
+ * No address buffer: one would serve every accept (man
+ * io_uring_prep_multishot_accept); clients_admit() asks getpeername(). */
 static void arm_accept(struct server *server, int index)
 {
-    struct io_uring_sqe *sqe = new_request(server);
+    struct io_uring_sqe *sqe = new_request(server, REQUEST_ACCEPT,
+                                           (uintptr_t)index << REQUEST_BITS);
     io_uring_prep_multishot_accept(sqe, server->listeners->list[index].fd, NULL, NULL,
                                    SOCK_CLOEXEC);
-    tag(sqe, REQUEST_ACCEPT, (uintptr_t)index << REQUEST_BITS);
     server->accept_armed[index] = true;
 }
 
@@ -374,11 +350,8 @@ static void on_accept(struct server *server, int index, const struct io_uring_cq
 {
     if (!(cqe->flags & IORING_CQE_F_MORE))
         server->accept_armed[index] = false;     /* server_rearm() arms another */
-    if (cqe->res >= 0 && server->stopping) {
-        if (close(cqe->res) == -1)
-            report_failure("close", errno);
-    } else if (cqe->res >= 0) {
-        /* Admitted and logged, or refused in one line (common/clients.c). */
+    if (cqe->res >= 0) {
+        /* Admitted and logged, refused in one line, or closed if stopping. */
         struct client *c = (struct client *)clients_admit(&server->clients, cqe->res,
                                                            sizeof *c);
         if (c != NULL)
@@ -392,25 +365,23 @@ static void on_accept(struct server *server, int index, const struct io_uring_cq
 /* -- the server ------------------------------------------------------------------ */
 
 int server_start(struct server *server, const struct server_args *args,
-                 struct listeners *listeners, struct server_log *log,
-                 char *err, size_t err_size)
+                 struct listeners *listeners, char *err, size_t err_size)
 {
     memset(server, 0, sizeof *server);
     server->listeners = listeners;
+    log_open(&server->log);       /* first, as in steps 7-8: its descriptor before the ring's */
     if (ring_start(&server->ring, err, err_size) == -1)
         return -1;
     if (pool_start(&server->pool, &server->ring, err, err_size) == -1) {
         io_uring_queue_exit(&server->ring);
         return -1;
     }
-    /* The stop pipe (common/signals.h), watched through the ring: a stop
-     * signal that lands between the loop's stop_requested() test and the
-     * wait still ends the wait, as the pipe in poll()'s list did in step 7. */
-    struct io_uring_sqe *sqe = new_request(server);
+    /* The stop pipe in the ring: a signal between the loop's test and the
+     * wait still ends the wait, as in step 7's poll(). */
+    struct io_uring_sqe *sqe = new_request(server, REQUEST_STOP, 0);
     io_uring_prep_poll_add(sqe, stop_pipe_fd(), POLLIN);
-    tag(sqe, REQUEST_STOP, 0);
-    server->stop_watched = true;
-    clients_init(&server->clients, args, log);   /* opens the spare descriptor */
+    /* Opens the spare; close_record() is how clients.c closes a client. */
+    clients_init(&server->clients, args, &server->log, close_record, server);
     for (int l = 0; l < listeners->count; l++)
         arm_accept(server, l);
     return 0;
@@ -418,13 +389,14 @@ int server_start(struct server *server, const struct server_args *args,
 
 void server_handle(struct server *server, const struct io_uring_cqe *cqe)
 {
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        server->in_flight--;       /* the request's last completion */
     uint64_t data = io_uring_cqe_get_data64(cqe);
     uintptr_t whom = (uintptr_t)(data & ~REQUEST_MASK);
     switch ((enum request)(data & REQUEST_MASK)) {
     case REQUEST_IGNORED:          /* a cancel request's own completion */
         return;
     case REQUEST_STOP:             /* readable: a stop signal came; the loop test ends it */
-        server->stop_watched = false;
         if (cqe->res < 0 && cqe->res != -ECANCELED)
             report_failure("io_uring poll stop pipe", -cqe->res);
         return;
@@ -442,7 +414,7 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe)
 
 void server_rearm(struct server *server)
 {
-    if (!server->stopping && clients_accepting(&server->clients))
+    if (clients_accepting(&server->clients))
         for (int l = 0; l < server->listeners->count; l++)
             if (!server->accept_armed[l])
                 arm_accept(server, l);
@@ -455,33 +427,12 @@ void server_rearm(struct server *server)
     }
 }
 
-static void close_idle(struct client_record *c, const char *reason, void *server)
-{
-    close_client(server, (struct client *)c, reason);
-}
-
-double server_expire(struct server *server)
-{
-    return clients_expire(&server->clients, close_idle, server);
-}
-
-bool server_requests_outstanding(const struct server *server)
-{
-    bool outstanding = server->closing_count > 0 || server->stop_watched;
-    for (int l = 0; l < server->listeners->count; l++)
-        outstanding |= server->accept_armed[l];
-    return outstanding;
-}
-
 void server_close_all(struct server *server, const char *reason)
 {
-    server->stopping = true;
-    while (server->clients.oldest != NULL)
-        close_client(server, (struct client *)server->clients.oldest, reason);
+    clients_close_all(&server->clients, reason);   /* and admits no more */
     /* And the accepts and the stop pipe's poll. */
-    struct io_uring_sqe *sqe = new_request(server);
+    struct io_uring_sqe *sqe = new_request(server, REQUEST_IGNORED, 0);
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-    tag(sqe, REQUEST_IGNORED, 0);
 }
 
 void server_free(struct server *server)
@@ -489,8 +440,8 @@ void server_free(struct server *server)
     int failed = io_uring_unregister_buf_ring(&server->ring, BUFFER_GROUP);
     if (failed < 0)
         report_failure("io_uring_unregister_buf_ring", -failed);
-    free(server->pool.memory);
-    free(server->pool.ring);
+    free(server->pool.ring);      /* and the buffers after it */
     clients_free(&server->clients);
     io_uring_queue_exit(&server->ring);
+    log_close(&server->log);
 }

@@ -44,6 +44,7 @@ struct buffer_pool {
 struct client;                        /* one connection: echo.c */
 
 struct server {
+    struct server_log log;              /* stdout, never waited for (common/log.h) */
     struct io_uring ring;
     struct buffer_pool pool;
     /* The open clients, least recently active first, their admission, the
@@ -52,20 +53,18 @@ struct server {
     struct clients clients;
     struct listeners *listeners;
     bool accept_armed[LISTENERS_MAX];   /* a multishot accept is waiting on it */
-    bool stop_watched;                  /* the poll of the stop pipe is waiting */
     struct client *first_waiting;       /* clients whose recv found the pool empty, */
     struct client *last_waiting;        /* in the order it did */
-    int closing_count;                  /* closed, waiting for their last completions */
-    bool stopping;
+    int in_flight;                      /* requests whose last completion is to come */
 };
 
-/* Starts a server: the two rings set up (io_uring_queue_init_params()),
- * the pool registered with them, the spare descriptor open, and the first
- * requests queued: a multishot accept per listener and a poll of the stop
- * pipe.  0, or -1 with a one-line reason in err ("CALL: ENAME (...)"). */
+/* Starts a server: its log open (log_open()), the two rings set up
+ * (io_uring_queue_init_params()), the pool registered with them, the spare
+ * descriptor open, and the first requests queued: a multishot accept per
+ * listener and a poll of the stop pipe.  0, or -1 with a one-line reason in
+ * err ("CALL: ENAME (...)"). */
 int server_start(struct server *server, const struct server_args *args,
-                 struct listeners *listeners, struct server_log *log,
-                 char *err, size_t err_size);
+                 struct listeners *listeners, char *err, size_t err_size);
 
 /* Does what one completion says, queueing the requests that follow from it. */
 void server_handle(struct server *server, const struct io_uring_cqe *cqe);
@@ -74,21 +73,13 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe);
  * ended, and gives waiting clients a recv again if the pool has buffers. */
 void server_rearm(struct server *server);
 
-/* Closes the clients idle for idle_timeout, ends an accept pause, sums up
- * refusals, and writes what stdout takes of the log (clients_expire()).
- * Returns the seconds until it has something to do again, -1 for never. */
-double server_expire(struct server *server);
-
 /* Closes every client ("closed PEER: reason") and cancels every request.
  * Their last completions are still to come: until then the kernel holds
- * their sockets open, listening ones included.  Take them until
- * server_requests_outstanding() is false, then server_free(). */
+ * their sockets open, listening ones included.  Take them until in_flight
+ * is 0, then server_free(). */
 void server_close_all(struct server *server, const char *reason);
 
-/* Any request still waiting for a completion? */
-bool server_requests_outstanding(const struct server *server);
-
-/* The pool, the spare and the rings. */
+/* The pool, the spare, the rings, and the log (log_close()). */
 void server_free(struct server *server);
 
 /* "call: ENAME (strerror)" on stderr, for a call that failed with errnum. */
