@@ -315,7 +315,9 @@ class StepReport:
             return 1
         steps = registry.names()
         later = steps[steps.index(self.step) + 1:]
-        self.say(f"step {self.step}: all {total - len(skipped)} checks pass.  Well done!")
+        passed = total - len(skipped)
+        self.say(f"step {self.step}: " + ("the one check passes" if passed == 1 else
+                                         f"all {passed} checks pass") + ".  Well done!")
         if later:
             self.say(f"Next:  make workspace STEP={later[0]}")
         else:
