@@ -86,6 +86,14 @@ def build_dirs(tmp_path_factory):
     return folders
 
 
+def copy_reference(step, folder):
+    """steps/STEP's sources into folder/STEP, as a learner's workspace holds
+    them.  New times (shutil.copy): make must not take the objects of an
+    earlier workspace built into the same folder for this one's."""
+    shutil.copytree(os.path.join(ROOT, "steps", step), os.path.join(folder, step),
+                    ignore=shutil.ignore_patterns("*.mk"), copy_function=shutil.copy)
+
+
 @pytest.fixture(scope="session")
 def reference_workspace(tmp_path_factory):
     """step -> a workspace holding the reference code as a learner's would
@@ -96,8 +104,7 @@ def reference_workspace(tmp_path_factory):
     def workspace(step):
         if step not in written:
             folder = tmp_path_factory.mktemp(f"reference-{step}")
-            shutil.copytree(os.path.join(ROOT, "steps", step), folder / step,
-                            ignore=shutil.ignore_patterns("*.mk"), copy_function=shutil.copy)
+            copy_reference(step, folder)
             written[step] = str(folder)
         return written[step]
     return workspace
@@ -259,6 +266,22 @@ def test_an_untouched_skeleton_stops_and_names_its_todo(step, lab, tmp_path, bui
         step, command, "no 'bound to' line: nothing was bound", f"stdout {(first + output)!r}")
 
 
+def assert_caught(step, workspace, build_dirs, steps_dir, caught_by, says, doing, likely):
+    """make check --only caught_by, on the workspace: some check fails, and
+    the failure report matches `says` (it names the idea)."""
+    checked, command = workspace_command(
+        "check", step, "--workspace", workspace, "--build", build_dirs["ideas"],
+        "--reference", os.path.abspath(steps_dir), "--only", caught_by)
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
+        step, command, f"{doing}, the checks {caught_by!r} fail",
+        f"exit status {checked.returncode}:\n{output[-3000:]}", likely)
+    report = output.split("checks failed.", 1)[-1]
+    assert re.search(says, report), explain(
+        step, command, f"the failure report names the idea (/{says}/)",
+        report[-3000:], "make the test's message name the idea, in plain words")
+
+
 @pytest.mark.parametrize("step, todo", IDEAS, ids=[f"{step}-{todo.label}" for step, todo in IDEAS])
 def test_each_idea_is_caught_when_missing(step, todo, tmp_path, build_dirs, steps_dir):
     """Each TODO alone: the reference with only that region cut out (its
@@ -266,18 +289,9 @@ def test_each_idea_is_caught_when_missing(step, todo, tmp_path, build_dirs, step
     says what is missing."""
     workspace = str(tmp_path / "workspace")
     write_workspace(workspace, step, cutter.step_sources(step, only=todo.label)[0])
-    checked, command = workspace_command(
-        "check", step, "--workspace", workspace, "--build", build_dirs["ideas"],
-        "--reference", os.path.abspath(steps_dir), "--only", todo.caught_by)
-    output = checked.stdout + checked.stderr
-    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
-        step, command, f"with the region {todo.label} cut out, the checks "
-        f"{todo.caught_by!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
-        "no test notices this idea missing: write one, and name it in caught_by")
-    report = output.split("checks failed.", 1)[-1]
-    assert re.search(todo.says, report), explain(
-        step, command, f"the failure report says what is missing (/{todo.says}/)",
-        report[-3000:], "make the test's message name the idea, in plain words")
+    assert_caught(step, workspace, build_dirs, steps_dir, todo.caught_by, todo.says,
+                  f"with the region {todo.label} cut out",
+                  "no test notices this idea missing: write one, and name it in caught_by")
 
 
 @pytest.mark.parametrize("step, mistake", MISTAKES,
@@ -286,25 +300,15 @@ def test_each_planted_mistake_is_caught(step, mistake, tmp_path, build_dirs, ste
     """A mistake students make (tests/mistakes/STEP-NAME.patch on the
     reference) fails the checks todos.py names, with a report naming the idea."""
     workspace = tmp_path / "workspace"
-    shutil.copytree(os.path.join(ROOT, "steps", step), workspace / step,
-                    ignore=shutil.ignore_patterns("*.mk"), copy_function=shutil.copy)
+    copy_reference(step, workspace)
     patch = os.path.join(ROOT, "tests", "mistakes", f"{step}-{mistake.name}.patch")
     with open(patch) as f:
         patched = subprocess.run(["patch", "-s", "-p1", "-d", str(workspace / step)], stdin=f,
                                  capture_output=True, text=True)
     assert patched.returncode == 0, f"{patch} does not apply: {patched.stdout}{patched.stderr}"
-    checked, command = workspace_command(
-        "check", step, "--workspace", str(workspace), "--build", build_dirs["ideas"],
-        "--reference", os.path.abspath(steps_dir), "--only", mistake.caught_by)
-    output = checked.stdout + checked.stderr
-    assert checked.returncode == 1 and "\n  FAIL  " in output, explain(
-        step, command, f"with the mistake {mistake.name} ({mistake.what}), the checks "
-        f"{mistake.caught_by!r} fail", f"exit status {checked.returncode}:\n{output[-3000:]}",
-        "no test notices this mistake: write one, and name it in tests/tools/todos.py")
-    report = output.split("checks failed.", 1)[-1]
-    assert re.search(mistake.says, report), explain(
-        step, command, f"the failure report names the idea (/{mistake.says}/)",
-        report[-3000:], "make the test's message name the idea, in plain words")
+    assert_caught(step, str(workspace), build_dirs, steps_dir, mistake.caught_by,
+                  mistake.says, f"with the mistake {mistake.name} ({mistake.what})",
+                  "no test notices this mistake: write one, and name it in tests/tools/todos.py")
 
 
 def test_the_learners_regions_are_carried_to_the_next_step(tmp_path):

@@ -120,6 +120,7 @@ def _fill_in_ideas():
 
 
 TEACHERS = _fill_in_ideas()     # idea name -> the Step that teaches it
+IDEAS = {idea.name: idea for step in STEPS for idea in step.teaches}   # name -> Idea
 BY_NAME = {step.name: step for step in STEPS}
 
 
@@ -154,11 +155,10 @@ def options(name, **values):
     """The command-line options for `values` that step `name` takes, e.g.
     options("07_poll", max_clients=64) == [] (step 7 has no limit to set),
     options("08_epoll", max_clients=64) == ["--max-clients", "64"]."""
-    by_idea = {idea.name: idea for step in STEPS for idea in step.teaches}
     args = []
     for idea_name, value in values.items():
         if value is not None and idea_name in BY_NAME[name].ideas:
-            args += [by_idea[idea_name].option, str(value)]
+            args += [IDEAS[idea_name].option, str(value)]
     return args
 
 

@@ -172,8 +172,8 @@ def test_help_exits_0(program, step):
 
 # An option belongs to the idea that brings it (tests/lib/registry.py): a
 # step takes it from the step that teaches the idea on, and not before.
-IDEA_OPTIONS = [(idea.name, idea.option, "1") for step in registry.STEPS
-                for idea in step.teaches if idea.option]
+IDEA_OPTIONS = [(idea.name, idea.option, "1") for idea in registry.IDEAS.values()
+                if idea.option]
 
 
 @pytest.mark.parametrize("idea, option, value", IDEA_OPTIONS,
