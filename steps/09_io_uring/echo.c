@@ -41,45 +41,22 @@ struct client {
     bool closing;                    /* closed and logged; freed after its last CQE */
 };
 
-void report_failure(const char *call, int errnum)
-{
-    fprintf(stderr, "%s: %s (%s)\n", call, errno_name(errnum), strerror(errnum));
-}
-
-static void fail(const char *call, int errnum)
-{
-    report_failure(call, errnum);
-    exit(1);
-}
-
-/* err = "call: ENAME (strerror)"; returns -1. */
-static int set_error(char *err, size_t err_size, const char *call, int errnum)
-{
-    snprintf(err, err_size, "%s: %s (%s)", call, errno_name(errnum), strerror(errnum));
-    return -1;
-}
-
 /* -- requests: the submission queue ---------------------------------------- */
 
 /* The two rings.  DEFER_TASKRUN (Linux 6.1, with SINGLE_ISSUER): receives
  * complete only while we wait, so a cancel lands before the next batch
- * (lesson, "Backpressure in a completion world").  Before 6.1, EINVAL:
- * then without it. */
+ * (lesson, "Backpressure in a completion world"). */
 static int ring_start(struct io_uring *ring, char *err, size_t err_size)
 {
     struct io_uring_params params = {
         .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
         .cq_entries = COMPLETION_ENTRIES };
     int failed = -io_uring_queue_init_params(SUBMISSION_ENTRIES, ring, &params);
-    if (failed == EINVAL) {
-        params = (struct io_uring_params){ .flags = IORING_SETUP_CQSIZE,
-                                           .cq_entries = COMPLETION_ENTRIES };
-        failed = -io_uring_queue_init_params(SUBMISSION_ENTRIES, ring, &params);
-    }
     if (failed == 0)
         return 0;
     const char *hint = failed == EPERM ? "; io_uring is turned off here: sysctl kernel.io_uring_disabled"
-                     : failed == ENOSYS ? "; this kernel has no io_uring" : "";
+                     : failed == ENOSYS ? "; this kernel has no io_uring"
+                     : failed == EINVAL ? "; Linux 6.1 or later needed" : "";
     snprintf(err, err_size, "io_uring_queue_init_params: %s (%s)%s", errno_name(failed),
              strerror(failed), hint);
     return -1;
@@ -96,8 +73,10 @@ static struct io_uring_sqe *new_request(struct server *server, enum request kind
     if (sqe == NULL) {
         int submitted = io_uring_submit(&server->ring);
         sqe = io_uring_get_sqe(&server->ring);
-        if (sqe == NULL)
-            fail("io_uring_submit", submitted < 0 ? -submitted : EBUSY);
+        if (sqe == NULL) {
+            print_call_error(server->program, "io_uring_submit", submitted < 0 ? -submitted : EBUSY);
+            exit(1);
+        }
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);
     server->in_flight++;
@@ -118,7 +97,6 @@ static void give_back(struct buffer_pool *pool, uint16_t bid)
 static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err,
                       size_t err_size)
 {
-    memset(pool, 0, sizeof *pool);
     /* The ring of free buffers, shared with the kernel, must start on a page
      * (man io_uring_register_buf_ring); the 2 MiB of buffers follow it, in
      * memory only once the kernel has written into them. */
@@ -127,8 +105,10 @@ static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err
     void *memory;
     int failed = posix_memalign(&memory, page > 0 ? (size_t)page : 4096,
                                 ring_size + (size_t)BUFFER_COUNT * BUFFER_SIZE);
-    if (failed != 0)
-        return set_error(err, err_size, "posix_memalign", failed);
+    if (failed != 0) {
+        format_call_error(err, err_size, "posix_memalign", NULL, 0, failed);
+        return -1;
+    }
     pool->ring = memory;
     pool->memory = (char *)memory + ring_size;
     io_uring_buf_ring_init(pool->ring);
@@ -137,7 +117,8 @@ static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err
     failed = -io_uring_register_buf_ring(ring, &reg, 0);
     if (failed != 0) {
         free(pool->ring);
-        return set_error(err, err_size, "io_uring_register_buf_ring", failed);
+        format_call_error(err, err_size, "io_uring_register_buf_ring", NULL, 0, failed);
+        return -1;
     }
     pool->held = BUFFER_COUNT;   /* until given to the ring, where the kernel takes them */
     for (int bid = 0; bid < BUFFER_COUNT; bid++)
@@ -287,8 +268,6 @@ static void on_recv(struct server *server, struct client *c, const struct io_uri
         c->input_ended = true;       /* closed, or half-closed: we may still owe it */
     } else if (cqe->res == -ENOBUFS) {
         start_waiting(server, c);    /* the pool is empty: server_rearm() re-arms it */
-    } else if (cqe->res == -EINVAL) {
-        fail("io_uring recv multishot (Linux 6.0 or later)", EINVAL);
     } else if (cqe->res != -ECANCELED) {   /* ECANCELED: ours, for backpressure */
         close_on_error(server, c, -cqe->res);
         return;
@@ -364,10 +343,11 @@ static void on_accept(struct server *server, int index, const struct io_uring_cq
 
 /* -- the server ------------------------------------------------------------------ */
 
-int server_start(struct server *server, const struct server_args *args,
+int server_start(struct server *server, const char *program, const struct server_args *args,
                  struct listeners *listeners, char *err, size_t err_size)
 {
     memset(server, 0, sizeof *server);
+    server->program = program;
     server->listeners = listeners;
     log_open(&server->log);       /* first, as in steps 7-8: its descriptor before the ring's */
     if (ring_start(&server->ring, err, err_size) == -1)
@@ -398,7 +378,7 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe)
         return;
     case REQUEST_STOP:             /* readable: a stop signal came; the loop test ends it */
         if (cqe->res < 0 && cqe->res != -ECANCELED)
-            report_failure("io_uring poll stop pipe", -cqe->res);
+            print_call_error(server->program, "io_uring poll stop pipe", -cqe->res);
         return;
     case REQUEST_ACCEPT:
         on_accept(server, (int)(whom >> REQUEST_BITS), cqe);
@@ -439,7 +419,7 @@ void server_free(struct server *server)
 {
     int failed = io_uring_unregister_buf_ring(&server->ring, BUFFER_GROUP);
     if (failed < 0)
-        report_failure("io_uring_unregister_buf_ring", -failed);
+        print_call_error(server->program, "io_uring_unregister_buf_ring", -failed);
     free(server->pool.ring);      /* and the buffers after it */
     clients_free(&server->clients);
     io_uring_queue_exit(&server->ring);

@@ -44,6 +44,7 @@ struct buffer_pool {
 struct client;                        /* one connection: echo.c */
 
 struct server {
+    const char *program;                /* argv[0], to name in errors */
     struct server_log log;              /* stdout, never waited for (common/log.h) */
     struct io_uring ring;
     struct buffer_pool pool;
@@ -63,7 +64,7 @@ struct server {
  * descriptor open, and the first requests queued: a multishot accept per
  * listener and a poll of the stop pipe.  0, or -1 with a one-line reason in
  * err ("CALL: ENAME (...)"). */
-int server_start(struct server *server, const struct server_args *args,
+int server_start(struct server *server, const char *program, const struct server_args *args,
                  struct listeners *listeners, char *err, size_t err_size);
 
 /* Does what one completion says, queueing the requests that follow from it. */
@@ -81,8 +82,5 @@ void server_close_all(struct server *server, const char *reason);
 
 /* The pool, the spare, the rings, and the log (log_close()). */
 void server_free(struct server *server);
-
-/* "call: ENAME (strerror)" on stderr, for a call that failed with errnum. */
-void report_failure(const char *call, int errnum);
 
 #endif

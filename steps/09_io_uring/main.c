@@ -4,25 +4,22 @@
  *     local ready = socket.select(clients_and_server, clients_with_output)
  *     -- gone: nobody asks which sockets are ready any more
  *
- * epoll (step 8) says a socket may be read, and we read(), then send(): a
+ * epoll (step 8) says a socket may be read; then read() and send() are a
  * system call each.  With io_uring we queue requests (accept, recv, send)
  * in memory shared with the kernel, which does them when it can and posts
  * each result as a completion; ONE io_uring_enter() submits all that is
  * queued and waits for results.  echo.c makes the requests, lends their
  * buffers, cancels them; docs/09_io_uring.md tells why and how.
  *
- * Linux 6.0 or later (multishot recv); liburing 2.3 or later (Debian 12:
- * liburing-dev; without it, make skips this step in one line).  From Linux
- * 6.6, sysctl kernel.io_uring_disabled may turn io_uring off: this step
- * then says so at start, and steps 7-8 are the servers to use.
+ * Linux 6.1 or later, liburing 2.3 or later (Debian 12: liburing-dev;
+ * without it, make skips this step).  From Linux 6.6, sysctl
+ * kernel.io_uring_disabled may turn io_uring off: this step then says so.
  *
- *     build/09_io_uring --quiet            listening on [::1]:7777
- *                                          listening on 127.0.0.1:7777
+ *     build/09_io_uring --quiet            listening on [::1]:7777 ...
  *     nc localhost 7777  (many at once)    each gets its own lines back
  *
  * Usage: 09_io_uring [--quiet] [--max-clients N] [--idle-timeout SECONDS]
  *                    [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * N defaults to 10000; a client silent for 60 s is closed (--idle-timeout 0: never).
  */
 #ifndef __linux__
 #error "step 9 uses io_uring, which only Linux has.  Use step 7 (poll) here; make -k builds the other steps."
@@ -37,7 +34,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#define DEFAULT_MAX_CLIENTS 10000
+#define DEFAULT_MAX_CLIENTS 10000   /* as in step 8; idle clients go after 60 s */
 
 /* seconds, plus 1 ms so that a wait never ends just before a deadline. */
 static struct __kernel_timespec timespec_from(double seconds)
@@ -60,7 +57,7 @@ static int turn(struct server *server, double wait_seconds)
     /* ETIME: the timeout; EINTR: a signal; EBUSY: completions wait in the
      * kernel for room in the queue, which taking ours below makes. */
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
-        report_failure("io_uring_submit_and_wait_timeout", -ret);
+        print_call_error(server->program, "io_uring_submit_and_wait_timeout", -ret);
         return -1;
     }
     /* Every completion posted by now, in order; then their slots are free. */
@@ -84,7 +81,7 @@ int main(int argc, char **argv)
     struct server server;         /* the log, the rings, the pool, the first requests */
     if (stop_pipe_open(err, sizeof err) == -1
         || listeners_open(&listeners, args.host, args.port, args.backlog, err, sizeof err) == -1
-        || server_start(&server, &args, &listeners, err, sizeof err) == -1) {
+        || server_start(&server, argv[0], &args, &listeners, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }

@@ -41,7 +41,7 @@ FEATURES = {
     "syn_queue_backlog_plus_one": "a SYN queue that holds BACKLOG + 1 half-open connections "
                                   "(Linux 6.13, and the stable kernels it went back to; "
                                   "before, BACKLOG)",
-    "io_uring": "io_uring with what step 9 uses (Linux 6.0+), not turned off by "
+    "io_uring": "io_uring with what step 9 uses (Linux 6.1+), not turned off by "
                 "kernel.io_uring_disabled (6.6+) or a seccomp filter (Docker's default)",
 }
 
@@ -121,31 +121,23 @@ def _count_half_open():
 
 # io_uring_setup(2): 425 on every architecture since 5.1.
 SYS_IO_URING_SETUP = 425
-SYS_IO_URING_REGISTER = 427
-IORING_REGISTER_PROBE = 8
-IORING_OP_SEND_ZC = 47          # came with Linux 6.0, as multishot receive did
+IORING_SETUP_SINGLE_ISSUER = 1 << 12     # Linux 6.0
+IORING_SETUP_DEFER_TASKRUN = 1 << 13     # Linux 6.1, the last thing step 9 needs
 
 
 def _io_uring():
-    """io_uring_setup() works, and the kernel knows IORING_OP_SEND_ZC, the
-    opcode of Linux 6.0 (the release of the multishot receive step 9 uses:
-    a flag, not an opcode, so the probe asks for its neighbour)."""
+    """io_uring_setup() works with the flags step 9 sets up its ring with:
+    DEFER_TASKRUN came with Linux 6.1, after the multishot receive (6.0) and
+    the buffer ring (5.19) the step also uses."""
     libc = ctypes.CDLL(None, use_errno=True)
     params = ctypes.create_string_buffer(120)           # struct io_uring_params
+    flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+    params[8:12] = flags.to_bytes(4, "little")          # after sq_entries, cq_entries
     fd = libc.syscall(SYS_IO_URING_SETUP, 4, params)
     if fd < 0:
         return False
-    try:
-        # struct io_uring_probe: 16-byte header, then 256 ops of 8 bytes.
-        probe = ctypes.create_string_buffer(16 + 256 * 8)
-        if libc.syscall(SYS_IO_URING_REGISTER, fd, IORING_REGISTER_PROBE, probe, 256) < 0:
-            return False
-        last_op = probe.raw[0]
-        flags = int.from_bytes(probe.raw[16 + IORING_OP_SEND_ZC * 8 + 2:
-                                         16 + IORING_OP_SEND_ZC * 8 + 4], "little")
-        return last_op >= IORING_OP_SEND_ZC and bool(flags & 1)   # IO_URING_OP_SUPPORTED
-    finally:
-        os.close(fd)
+    os.close(fd)
+    return True
 
 
 PROBES = {

@@ -30,6 +30,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from tests.lib.crowd import (BACKLOG, CONNECTIONS, PHASE_SECONDS, echo_all, open_connections,
                              sockets_held, wait_for_sockets_held)
 from tests.lib.programs import (CONNECTED, ROOT, connect, explain, fd_flags, process_state, recv_exactly,
@@ -471,37 +473,22 @@ def test_a_stopped_server_leaves_its_port_free_at_once(program, lab):
 
 # -- where io_uring is missing or older ------------------------------------------
 
-def test_io_uring_turned_off_is_one_line_and_exit_status_1(program, lab):
-    # kernel.io_uring_disabled (Linux 6.6) makes io_uring_setup() fail with
-    # EPERM; it is the whole machine's setting, so strace plays the kernel.
+@pytest.mark.parametrize("errno_name, says", [
+    ("EPERM", "kernel.io_uring_disabled"),   # the setting of Linux 6.6, the whole machine's
+    ("EINVAL", "Linux 6.1 or later"),        # DEFER_TASKRUN unknown: a kernel before 6.1
+])
+def test_io_uring_missing_is_one_line_and_exit_status_1(program, errno_name, says):
+    # strace plays the kernel: io_uring_setup() fails as it would there
+    # (man io_uring_setup: EINVAL, "p.flags contains an unsupported flag").
     prefix = strace_prefix("-o", os.devnull, "-e", "trace=io_uring_setup",
-                           "-e", "inject=io_uring_setup:error=EPERM")
+                           "-e", f"inject=io_uring_setup:error={errno_name}")
     result = program(STEP).run("127.0.0.1", 0, prefix=prefix)
     lines = result.stderr.splitlines()
-    command = f"strace -e inject=io_uring_setup:error=EPERM {program(STEP).command(['127.0.0.1', 0])}"
+    command = (f"strace -e inject=io_uring_setup:error={errno_name} "
+               f"{program(STEP).command(['127.0.0.1', 0])}")
     assert result.returncode == 1 and len(lines) == 1 and result.stdout == "" \
-        and "io_uring_queue_init_params: EPERM" in lines[0] \
-        and "kernel.io_uring_disabled" in lines[0], explain(
-        STEP, command, "where io_uring is turned off: exit status 1 and one line naming the "
-        "call, the error and the setting to look at", f"exit status {result.returncode}, "
-        f"stdout {result.stdout!r}, stderr {lines!r}")
-
-
-def test_before_linux_6_1_the_ring_is_set_up_without_deferred_work(program, lab):
-    # IORING_SETUP_DEFER_TASKRUN came with Linux 6.1; an older kernel says
-    # EINVAL (man io_uring_setup: "p.flags contains an unsupported flag").
-    # strace makes the first io_uring_setup() say so.
-    prefix = strace_prefix("-o", os.devnull, "-e", "trace=io_uring_setup",
-                           "-e", "inject=io_uring_setup:error=EINVAL:when=1")
-    with program(STEP).start("127.0.0.1", 0, prefix=prefix) as server:
-        outcome, client = connect(lab, "127.0.0.1", server.port)
-        assert outcome == CONNECTED, explain(STEP, server.command, "a client connects", outcome)
-        with client:
-            client.sendall(b"on an older kernel")
-            back = recv_exactly(client, 18)
-        os.kill(traced_child(server.pid), signal.SIGTERM)
-        status = server.stop()
-    assert back == b"on an older kernel" and status == 0, explain(
-        STEP, f"strace -e inject=io_uring_setup:error=EINVAL:when=1 {server.command}",
-        "when io_uring_setup() refuses DEFER_TASKRUN (EINVAL), the server sets the ring up "
-        "without it, echoes, and exits 0", f"echo {back!r}, exit status {status}")
+        and f"io_uring_queue_init_params: {errno_name}" in lines[0] \
+        and says in lines[0], explain(
+        STEP, command, f"where io_uring_setup() says {errno_name}: exit status 1 and one line "
+        f"naming the call, the error and what to look at ({says!r})",
+        f"exit status {result.returncode}, stdout {result.stdout!r}, stderr {lines!r}")

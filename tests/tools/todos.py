@@ -382,7 +382,7 @@ one completion is posted or wait_seconds pass (no bound when
 wait_seconds < 0) -- in ONE system call.  Then do what each completion
 posted by now says (server_handle()), in order, and tell the kernel
 their slots in the completion queue are free.  Return 0, or -1 when
-waiting failed (say so: report_failure()).
+waiting failed (say so: print_call_error()).
 Cases: the timeout (-ETIME), a signal (-EINTR), completions waiting in
 the kernel for room in a full completion queue (-EBUSY): none of them
 is a failure; no completion at all; many at once.
@@ -391,7 +391,7 @@ man io_uring_cq_advance, man 7 io_uring.""",
              """timeout = timespec_from(wait_seconds); ret =
 io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, wait_seconds < 0
 ? NULL : &timeout, NULL); ret < 0 other than -ETIME, -EINTR, -EBUSY:
-report_failure("io_uring_submit_and_wait_timeout", -ret), return -1.
+print_call_error(server->program, "io_uring_submit_and_wait_timeout", -ret), return -1.
 Then io_uring_for_each_cqe(&server->ring, head, cqe) { server_handle(server,
 cqe); seen++; } and io_uring_cq_advance(&server->ring, seen); return 0.""",
              "(void)server; (void)wait_seconds; (void)timespec_from;\n"
