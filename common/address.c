@@ -100,9 +100,12 @@ void format_call_error(char *err, size_t err_size, const char *call,
                        const struct sockaddr *addr, socklen_t addr_len,
                        int errnum)
 {
-    char where[ADDRESS_TEXT_SIZE];
-    format_address(addr, addr_len, where, sizeof where);
-    snprintf(err, err_size, "%s %s: %s (%s)", call, where, errno_name(errnum),
+    char where[ADDRESS_TEXT_SIZE + 1] = "";
+    if (addr != NULL) {
+        where[0] = ' ';
+        format_address(addr, addr_len, where + 1, sizeof where - 1);
+    }
+    snprintf(err, err_size, "%s%s: %s (%s)", call, where, errno_name(errnum),
              strerror(errnum));
 }
 

@@ -39,7 +39,8 @@ const char *family_name(int family);
 /* "EADDRINUSE" for EADDRINUSE; "unnamed errno" for one it does not list. */
 const char *errno_name(int errnum);
 
-/* err = "CALL ADDRESS: ENAME (strerror text)", the course's error format. */
+/* err = "CALL ADDRESS: ENAME (strerror text)", the course's error format;
+ * "CALL: ENAME (...)" when addr is NULL (a call on no address). */
 void format_call_error(char *err, size_t err_size, const char *call,
                        const struct sockaddr *addr, socklen_t addr_len,
                        int errnum);
