@@ -32,6 +32,7 @@
 local socket = require "socket"
 local listeners = require "listeners"
 local connections = require "connections"
+local log = require "log"
 
 local servers, clients   -- what INIT makes and FRAME uses
 
@@ -48,7 +49,7 @@ local function init(args)
         servers[#servers + 1] = listener.server
     end
     clients = connections.new(args, servers)
-    for _, listener in ipairs(list) do print("listening on " .. listener.address) end
+    for _, listener in ipairs(list) do log.line("listening on " .. listener.address) end
     return true
 end
 

@@ -28,6 +28,10 @@
 --     and a pipe its signal handler writes to wakes it: LuaSocket has no
 --     signal handler to write one).
 --
+-- Its lines go through log.lua, which never waits for stdout: where print()
+-- would stop the server once nobody reads its output, it drops and counts
+-- them, as the C steps do; every turn tries the waiting ones again.
+--
 --     lua5.4 docs/lua/07_select.lua          listening on 127.0.0.1:7777
 --     nc localhost 7777  (several at once)   each gets its own lines back
 --
@@ -37,11 +41,11 @@ local socket = require "socket"
 local common = require "common"
 local listeners = require "listeners"
 local connections = require "connections"
+local log = require "log"
 
 local LONGEST_WAIT = 0.1   -- seconds: how late a Ctrl-C may be seen
 
 local args = common.parse_args(arg, { quiet = true })
-io.stdout:setvbuf("line")
 
 common.run(function()
     local list, skipped = listeners.open(args.host, args.port, args.backlog)
@@ -55,7 +59,7 @@ common.run(function()
     local clients = connections.new(args, servers)
 
     local ok, err = pcall(function()
-        for _, listener in ipairs(list) do print("listening on " .. listener.address) end
+        for _, listener in ipairs(list) do log.line("listening on " .. listener.address) end
         while true do
             connections.start_turn(clients)
             local readers, writers = connections.watch(clients)
@@ -66,8 +70,9 @@ common.run(function()
         end
     end)
     if not ok and not common.is_interrupt(err) then error(err, 0) end
-    print("stopping on SIGINT")
+    log.line("stopping on SIGINT")
     connections.free(clients)
     listeners.close_all(list)
+    log.close()
     return 0
 end)

@@ -40,7 +40,9 @@
 --     before a ready socket is read: "closed" there means the client reset
 --     the connection.
 --
--- The lines are the C steps' lines, on stdout, unless quiet:
+-- The lines are the C steps' lines, on stdout through log.lua (which never
+-- waits for stdout: it drops and counts what stdout will not take), unless
+-- quiet:
 --
 --     accepted 127.0.0.1:50522 (fd 5)
 --     closed 127.0.0.1:50522: client closed
@@ -51,7 +53,7 @@
 --
 --     local clients = connections.new(args, listening_sockets)
 --     while true do
---         connections.start_turn(clients)   -- 64 more accepts
+--         connections.start_turn(clients)   -- 64 more accepts; the log flushed
 --         local readers, writers = connections.watch(clients)
 --         local readable, writable = socket.select(readers, writers, timeout)
 --         connections.serve(clients, readable, writable)
@@ -59,6 +61,8 @@
 --
 -- Nothing here needs the time: no client is closed for being idle (that is
 -- step 8's --idle-timeout, which has no Lua twin).
+local log = require "log"
+
 local connections = {}
 
 connections.OUTPUT_LIMIT = 64 * 1024   -- owed bytes at which reading stops
@@ -68,8 +72,8 @@ local FD_SETSIZE = 1024                 -- select() watches descriptors below it
 local ERRNO_NAMES = { ["Too many open files"] = "EMFILE",
                       ["Too many open files in system"] = "ENFILE" }
 
-local function log(clients, line)
-    if not clients.quiet then print(line) end
+local function log_line(clients, line)
+    if not clients.quiet then log.line(line) end
 end
 
 -- An empty table of clients for these listening sockets (settimeout(0)
@@ -86,7 +90,7 @@ function connections.new(args, servers)
 end
 
 function connections.close(clients, c, reason)
-    log(clients, ("closed %s: %s"):format(c.peer, reason))
+    log_line(clients, ("closed %s: %s"):format(c.peer, reason))
     c.socket:close()
     clients.by_socket[c.socket] = nil
     clients.count = clients.count - 1
@@ -111,7 +115,7 @@ local function refuse_for_select(clients, client, peer)
     client:settimeout(0)
     client:send("busy: too many clients for select(), try later\n")   -- a fresh socket takes it
     client:close()
-    log(clients, ("refused %s: descriptor %d: select() watches only those below %d"):format(
+    log_line(clients, ("refused %s: descriptor %d: select() watches only those below %d"):format(
         peer, fd, FD_SETSIZE))
 end
 
@@ -146,14 +150,16 @@ local function accept_clients(clients, server)
             clients.by_socket[client] = { socket = client, peer = peer, owed = "",
                                           input_ended = false }
             clients.count = clients.count + 1
-            log(clients, ("accepted %s (fd %d)"):format(peer, client:getfd()))
+            log_line(clients, ("accepted %s (fd %d)"):format(peer, client:getfd()))
         end
     end
 end
 
--- Starts a turn of the loop: ACCEPTS_PER_TURN more accepts.
+-- Starts a turn of the loop: ACCEPTS_PER_TURN more accepts, and the log's
+-- waiting lines tried again.
 function connections.start_turn(clients)
     clients.accepts_this_turn = 0
+    log.flush()
 end
 
 -- The sockets to ask about: the listening ones, every client that may send

@@ -22,13 +22,15 @@
 -- The clock is common.clock(): socket.gettime() is the wall clock, which
 -- jumps when someone sets the time; a deadline on it could be an hour away.
 -- Every wait is at most 0.1 s, so that Ctrl-C is seen (common.lua).  The
--- options are the C step 6's: --quiet --fps N.
+-- options are the C step 6's: --quiet --fps N.  Even the report must never
+-- hold up a frame: it goes through log.lua, which never waits for stdout.
 local script_path = arg[1]
 local here = arg[0]:match("^(.-)[^/]*$")
 package.path = here .. "?.lua;" .. (script_path or ""):match("^(.-)[^/]*$") .. "?.lua;"
                .. package.path
 local socket = require "socket"
 local common = require "common"
+local log = require "log"
 
 if not script_path or script_path:sub(1, 2) == "--" then
     io.stderr:write(("usage: lua5.4 %s SCRIPT [OPTIONS] [HOST [PORT [BACKLOG]]]\n"):format(arg[0]))
@@ -40,7 +42,6 @@ local script_arg = { [0] = script_path }
 for i = 2, #arg do script_arg[i - 1] = arg[i] end
 local args = common.parse_args(script_arg, { quiet = true, fps = true })
 local script = dofile(script_path)
-io.stdout:setvbuf("line")   -- each line out at once, as the C steps write them
 
 common.run(function()
     local ok, err = script.init(args)
@@ -59,7 +60,7 @@ common.run(function()
 
             if now - since >= 1 then                -- the host's own work
                 if not args.quiet then
-                    print(("frames: %.0f/s, clients: %d, late frames: %d"):format(
+                    log.line(("frames: %.0f/s, clients: %d, late frames: %d"):format(
                         frames / (now - since), script.clients(), late_frames))
                 end
                 since, frames, late_frames = now, 0, 0
@@ -81,7 +82,8 @@ common.run(function()
         end
     end)
     if not ok_run and not common.is_interrupt(stopped) then error(stopped, 0) end
-    print("stopping on SIGINT")
+    log.line("stopping on SIGINT")
     script.stop()
+    log.close()
     return 0
 end)
