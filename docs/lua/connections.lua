@@ -12,6 +12,10 @@
 --     wait for its next byte, and the whole program with it), so each one
 --     gets settimeout(0) at once.  At most ACCEPTS_PER_TURN a turn, so that
 --     a flood of newcomers cannot starve the clients already connected.
+--     The listening sockets share those 64, and each turn the next one goes
+--     first: a flood on one address can use up only the turns it begins,
+--     so a client of another address waits at most one turn per address,
+--     not for as long as the flood lasts.
 --     Any other failure of accept() (out of descriptors: "Too many open
 --     files") ends this turn's accepting; the client stays queued and the
 --     next turn tries again.  It is said once, not every turn.
@@ -85,6 +89,7 @@ function connections.new(args, servers)
         count = 0,
         quiet = args.quiet,
         accepts_this_turn = 0,
+        first_server = 1,            -- servers[first_server] is served first this turn
         accept_failing = nil,        -- what accept() last failed with; nil once it works
     }
 end
@@ -155,10 +160,11 @@ local function accept_clients(clients, server)
     end
 end
 
--- Starts a turn of the loop: ACCEPTS_PER_TURN more accepts, and the log's
--- waiting lines tried again.
+-- Starts a turn of the loop: ACCEPTS_PER_TURN more accepts, the next
+-- listening socket first, and the log's waiting lines tried again.
 function connections.start_turn(clients)
     clients.accepts_this_turn = 0
+    clients.first_server = clients.first_server % #clients.servers + 1
     log.flush()
 end
 
@@ -238,7 +244,9 @@ function connections.serve(clients, readable, writable)
             end
         end
     end
-    for _, server in ipairs(clients.servers) do
+    local servers = clients.servers
+    for i = 0, #servers - 1 do   -- this turn's first, then round the list
+        local server = servers[(clients.first_server - 1 + i) % #servers + 1]
         if ready[server] then accept_clients(clients, server) end
     end
 end
