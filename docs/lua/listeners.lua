@@ -11,6 +11,8 @@
 --   * one socket per address, in getaddrinfo()'s order; "*" is 0.0.0.0 and
 --     :: both, and every IPv6 socket is IPv6-only (LuaSocket's tcp6() sets
 --     IPV6_V6ONLY already; we set it again, so the page does not depend on it);
+--   * an address listed twice (/etc/hosts may give a name 127.0.0.1 on two
+--     lines) gets one socket: a second one would find the port taken;
 --   * one port for all: with PORT 0 the kernel picks it for the first
 --     address and the others bind the same; if it is taken on a later
 --     address, the kernel picks again (PORT_TRIES times), the rejected socket
@@ -79,11 +81,26 @@ local function try_every_address(addresses, port, backlog)
     return list, table.concat(skipped, "; ")
 end
 
+-- The addresses without the ones listed before (the same family and text:
+-- an IPv6 address's scope, "fe80::1%eth0", is part of its text).
+local function each_once(addresses)
+    local seen, once = {}, {}
+    for _, address in ipairs(addresses) do
+        local key = address.family .. " " .. address.addr
+        if not seen[key] then
+            seen[key] = true
+            once[#once + 1] = address
+        end
+    end
+    return once
+end
+
 -- Every address of host, listening on one port: the list and the addresses
 -- skipped ("" if none), or nil and one line naming the call and the address.
 function listeners.open(host, port, backlog)
     local addresses, err = common.resolve(host, port)
     if not addresses then return nil, err end
+    addresses = each_once(addresses)
     local held, why = {}, nil
     for _ = 1, PORT_TRIES do
         local list, skipped, rejected = try_every_address(addresses, port, backlog)

@@ -31,11 +31,13 @@ import time
 
 import pytest
 
+from tests.lib import lab as lab_module
 from tests.lib.lab import LOCAL_V4, REMOTE_V4
 from tests.lib.programs import (CONNECTED, REFUSED, LuaProgram, LuaServer, LuaSnippet, Program,
-                                StuckOutput, close_on_exec_missing, connect, explain, lua_missing,
-                                open_client, recv_exactly, recv_until_eof, sockets_in_state,
-                                wait_until, wake_ups)
+                                StuckOutput, address_text, close_on_exec_missing, connect,
+                                explain, listening_sockets, lua_missing, open_client,
+                                recv_exactly, recv_until_eof, sockets_in_state, wait_until,
+                                wake_ups)
 from tests.lib.programs import LUA_DIR
 
 LUA_STEPS = sorted(name[:-4] for name in os.listdir(LUA_DIR)
@@ -391,6 +393,55 @@ def test_06_07_a_client_whose_descriptor_select_cannot_watch_is_turned_away(
         f"{len(served)} served, the last on descriptor {last_fd}; the next got {told!r}; "
         f"the log said {refused!r}",
         "docs/lua/connections.lua: accept_clients() must refuse a descriptor >= FD_SETSIZE")
+
+
+# /etc/hosts may give a name the same address on two lines; glibc's
+# getaddrinfo() then lists it twice (::1, 127.0.0.1, 127.0.0.1 here).
+DOUBLED_HOSTS = "127.0.0.1\tdoubled\n::1\tdoubled\n127.0.0.1\tdoubled\n"
+
+
+@pytest.mark.parametrize("lua_step", ["06_frame_loop", "07_select"])
+def test_06_07_an_address_listed_twice_gets_one_socket(program, lab, monkeypatch, lua_step):
+    """common/listeners.c skips an address getaddrinfo() listed before
+    (listed_before()); listeners.lua must too, or the second socket's bind
+    finds the port taken by the first and the server does not start."""
+    if not lab.names:
+        pytest.skip(f"needs the lab's own /etc/hosts: {lab.reason}")
+    monkeypatch.setitem(lab_module.HOSTS_FILES, "doubled",
+                        lab_module.HOSTS_FILES["stock"] + DOUBLED_HOSTS)
+    run_default = lab.hosts
+    lab.use_hosts("doubled")
+    lua = program(lua_step)
+    command = lua.command(["doubled", 0]) + "  (/etc/hosts: 127.0.0.1 twice for doubled)"
+    try:
+        try:
+            server = lua.start("doubled", 0)
+        except AssertionError as failure:
+            happened = next((line.split("happened:", 1)[1].strip()
+                             for line in str(failure).splitlines() if "happened:" in line),
+                            str(failure))
+            raise AssertionError(explain(
+                lua_step, command, "it listens on [::1] and 127.0.0.1, once each", happened,
+                "docs/lua/listeners.lua: skip an address listed before (same family and "
+                "text), as common/listeners.c does")) from None
+        with server:
+            server.wait_for_line(r"^listening on 127\.0\.0\.1:")
+            wanted = [address_text("::1", server.port), address_text("127.0.0.1", server.port)]
+            said = [line.split()[-1] for line in server.lines if line.startswith("listening on")]
+            assert said == wanted and listening_sockets(server.port) == sorted(wanted), explain(
+                lua_step, command, f"one 'listening on' line and one socket per address: {wanted}",
+                f"it said {said}; ss shows {listening_sockets(server.port)}",
+                "docs/lua/listeners.lua: skip an address listed before")
+            for target in ("127.0.0.1", "::1"):
+                outcome, client = connect(lab, target, server.port)
+                assert outcome == CONNECTED, explain(lua_step, command,
+                                                     f"a client of {target} connects", outcome)
+                with client:
+                    client.sendall(b"twice?")
+                    assert recv_exactly(client, 6) == b"twice?", explain(
+                        lua_step, command, f"a client of {target} is echoed", "it was not")
+    finally:
+        lab.use_hosts(run_default)
 
 
 def test_07_an_idle_lua_select_server_wakes_ten_times_a_second(program, private_lab):
