@@ -28,9 +28,10 @@ _Static_assert(_Alignof(max_align_t) >= 1 << REQUEST_BITS, "client addresses kee
 
 struct client {
     struct client_record record;     /* first: fd, peer, place in the activity list */
-    struct client *next_waiting;     /* the queue of clients waiting for buffers */
-    unsigned owed;                   /* bytes received and not yet sent back */
-    uint16_t first_buffer;           /* the owed bytes: pool buffers, linked through */
+    struct client *prev_waiting;     /* the queue of clients waiting for buffers */
+    struct client *next_waiting;
+    unsigned held;                   /* pool buffers of bytes received, not yet all sent */
+    uint16_t first_buffer;           /* those buffers, linked through */
     uint16_t last_buffer;            /* pool.next[], oldest first */
     uint16_t first_sent;             /* bytes of first_buffer sent already */
     bool receiving;                  /* a multishot recv is armed (its last CQE not seen) */
@@ -126,23 +127,21 @@ static int pool_start(struct buffer_pool *pool, struct io_uring *ring, char *err
     return 0;
 }
 
-/* Out of the queue for buffers: the first, usually (a closing client may be anywhere). */
+/* Out of the queue for buffers, from wherever it is (a closing client may
+ * be anywhere): a few pointer moves, however long the queue. */
 static void stop_waiting(struct server *server, struct client *c)
 {
-    struct client *before = NULL;
-    for (struct client *w = server->first_waiting; w != c; w = w->next_waiting)
-        before = w;
-    *(before ? &before->next_waiting : &server->first_waiting) = c->next_waiting;
-    if (server->last_waiting == c)
-        server->last_waiting = before;
-    c->next_waiting = NULL;
+    *(c->prev_waiting ? &c->prev_waiting->next_waiting : &server->first_waiting) = c->next_waiting;
+    *(c->next_waiting ? &c->next_waiting->prev_waiting : &server->last_waiting) = c->prev_waiting;
+    c->prev_waiting = c->next_waiting = NULL;
     c->waiting = false;
 }
 
 /* Into the queue for buffers, at the end: first come, first served. */
 static void start_waiting(struct server *server, struct client *c)
 {
-    *(server->last_waiting ? &server->last_waiting->next_waiting : &server->first_waiting) = c;
+    c->prev_waiting = server->last_waiting;
+    *(c->prev_waiting ? &c->prev_waiting->next_waiting : &server->first_waiting) = c;
     server->last_waiting = c;
     c->waiting = true;
 }
@@ -154,10 +153,8 @@ static void finish_if_done(struct server *server, struct client *c)
 {
     if (!c->closing || c->receiving || c->sending)
         return;
-    while (c->owed > 0) {
+    for (; c->held > 0; c->held--) {
         uint16_t bid = c->first_buffer;
-        c->owed -= server->pool.length[bid] - c->first_sent;
-        c->first_sent = 0;
         c->first_buffer = server->pool.next[bid];
         give_back(&server->pool, bid);
     }
@@ -193,13 +190,15 @@ static void close_on_error(struct server *server, struct client *c, int errnum)
 
 /* -- receiving and sending ----------------------------------------------------- */
 
-/* ONE multishot recv while c may send more and owes less than OUTPUT_LIMIT:
- * a completion, naming a pool buffer, each time data arrives.  At the limit,
- * cancel it (its bytes wait in the kernel); once c drains, arm a new one
- * (lesson, "Backpressure in a completion world"). */
+/* ONE multishot recv while c may send more and its share of the pool
+ * allows: a completion, naming a pool buffer, each time data arrives.  Past
+ * its share, cancel it (its bytes wait in the kernel); once c drains, arm a
+ * new one (lesson, "Backpressure in a completion world"). */
 static void update_receiving(struct server *server, struct client *c)
 {
-    bool wanted = !c->closing && !c->input_ended && c->owed < OUTPUT_LIMIT;
+    bool share_left = c->held < CLIENT_BUFFERS
+                      && (c->held == 0 || BUFFER_COUNT - server->pool.held > RESERVE_BUFFERS);
+    bool wanted = !c->closing && !c->input_ended && share_left;
     struct io_uring_sqe *sqe;
     if (wanted && !c->receiving && !c->waiting) {
         sqe = new_request(server, REQUEST_RECV, (uintptr_t)c);
@@ -218,7 +217,7 @@ static void update_receiving(struct server *server, struct client *c)
  * buffer it is owed, straight from the pool (no copy). */
 static void send_next(struct server *server, struct client *c)
 {
-    if (c->sending || c->owed == 0 || c->closing)
+    if (c->sending || c->held == 0 || c->closing)
         return;
     uint16_t bid = c->first_buffer;
     struct io_uring_sqe *sqe = new_request(server, REQUEST_SEND, (uintptr_t)c);
@@ -233,14 +232,14 @@ static void send_next(struct server *server, struct client *c)
 static void owe(struct server *server, struct client *c, uint16_t bid, unsigned length)
 {
     server->pool.length[bid] = (uint16_t)length;
-    if (c->owed == 0) {
+    if (c->held == 0) {
         c->first_buffer = bid;
         c->first_sent = 0;
     } else {
         server->pool.next[c->last_buffer] = bid;
     }
     c->last_buffer = bid;
-    c->owed += length;
+    c->held++;
 }
 
 static void on_recv(struct server *server, struct client *c, const struct io_uring_cqe *cqe)
@@ -272,7 +271,7 @@ static void on_recv(struct server *server, struct client *c, const struct io_uri
         close_on_error(server, c, -cqe->res);
         return;
     }
-    if (c->input_ended && c->owed == 0)
+    if (c->input_ended && c->held == 0)
         close_client(server, c, "client closed");
     else
         update_receiving(server, c);
@@ -291,19 +290,19 @@ static void on_send(struct server *server, struct client *c, int result)
     }
     /* The kernel may send less than asked: the rest goes in the next send. */
     unsigned sent = (unsigned)result;
-    c->owed -= sent;
     c->first_sent = (uint16_t)(c->first_sent + sent);
     /* idea buffer_pool */
     if (c->first_sent == server->pool.length[c->first_buffer]) {
         uint16_t done = c->first_buffer;
         c->first_buffer = server->pool.next[done];
         c->first_sent = 0;
+        c->held--;
         give_back(&server->pool, done);   /* its bytes are sent: it may be filled again */
     }
     /* end of idea buffer_pool */
     if (sent > 0)
         clients_touch(&server->clients, &c->record);
-    if (c->input_ended && c->owed == 0) {
+    if (c->input_ended && c->held == 0) {
         close_client(server, c, "client closed");
         return;
     }
@@ -321,7 +320,7 @@ static void arm_accept(struct server *server, int index)
     struct io_uring_sqe *sqe = new_request(server, REQUEST_ACCEPT,
                                            (uintptr_t)index << REQUEST_BITS);
     io_uring_prep_multishot_accept(sqe, server->listeners->list[index].fd, NULL, NULL,
-                                   SOCK_CLOEXEC);
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
     server->accept_armed[index] = true;
 }
 
@@ -350,6 +349,13 @@ int server_start(struct server *server, const char *program, const struct server
     server->program = program;
     server->listeners = listeners;
     log_open(&server->log);       /* first, as in steps 7-8: its descriptor before the ring's */
+    for (int l = 0; l < listeners->count; l++) {
+        int size = CLIENT_RECEIVE_BUFFER;
+        if (setsockopt(listeners->list[l].fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) == -1) {
+            format_call_error(err, err_size, "setsockopt SO_RCVBUF", NULL, 0, errno);
+            return -1;
+        }
+    }
     if (ring_start(&server->ring, err, err_size) == -1)
         return -1;
     if (pool_start(&server->pool, &server->ring, err, err_size) == -1) {
@@ -398,11 +404,13 @@ void server_rearm(struct server *server)
         for (int l = 0; l < server->listeners->count; l++)
             if (!server->accept_armed[l])
                 arm_accept(server, l);
-    /* One waiting client per free buffer: more would only find it empty. */
+    /* One waiting client per free buffer: more would only find it empty.
+     * Its wait was the server's doing, not its own: its idle clock restarts. */
     for (int free_buffers = BUFFER_COUNT - server->pool.held;
          free_buffers > 0 && server->first_waiting != NULL; free_buffers--) {
         struct client *c = server->first_waiting;
         stop_waiting(server, c);
+        clients_touch(&server->clients, &c->record);
         update_receiving(server, c);
     }
 }

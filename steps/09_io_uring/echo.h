@@ -21,9 +21,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bytes owed to a client at which its receiving stops: the per-client
- * memory bound, as in steps 6-8. */
-#define OUTPUT_LIMIT ((size_t)64 * 1024)
+/* Fair shares of the pool.  A client holds the buffers whose bytes it is
+ * owed: at CLIENT_BUFFERS its receiving stops, as steps 7-8 stop reading a
+ * client owed OUTPUT_LIMIT bytes (a buffer, not a byte, is what a receive
+ * takes: 100 bytes take 4 KiB).  And a client that holds any buffer stops
+ * receiving while RESERVE_BUFFERS or fewer are free: those are kept for the
+ * clients that hold none (lesson, "Fair shares of the pool"). */
+#define CLIENT_BUFFERS 16
+#define RESERVE_BUFFERS 128
+/* The kernel's receive buffer of each client (SO_RCVBUF, set on the
+ * listening sockets: accepted ones inherit it).  A multishot receive takes
+ * what waits there in one go, before any completion can stop it; a small
+ * queue keeps that burst to a few buffers, which the reserve covers. */
+#define CLIENT_RECEIVE_BUFFER (4 * BUFFER_SIZE)
 
 /* The provided-buffer pool: the kernel picks a free buffer from it for each
  * receive, at the moment data arrives.  A ring of buffers must hold a power
@@ -55,7 +65,7 @@ struct server {
     struct listeners *listeners;
     bool accept_armed[LISTENERS_MAX];   /* a multishot accept is waiting on it */
     struct client *first_waiting;       /* clients whose recv found the pool empty, */
-    struct client *last_waiting;        /* in the order it did */
+    struct client *last_waiting;        /* in the order it did: first come, first served */
     int in_flight;                      /* requests whose last completion is to come */
 };
 

@@ -255,10 +255,11 @@ def test_a_few_io_uring_enter_calls_submit_the_sends_of_a_whole_batch(program, l
 # -- the shared pool of buffers -------------------------------------------------
 
 def test_more_data_at_once_than_the_pool_holds_still_comes_back_whole(program, lab):
-    # 100 clients x 60,000 bytes wait together: 1,500 buffers of 4 KiB are
+    # 300 clients x 12,000 bytes wait together: 900 buffers of 4 KiB are
     # wanted, 512 exist.  Receives that find the pool empty end (ENOBUFS)
-    # and must wait for buffers to come back, then receive again.
-    clients_count, size = 100, 60_000
+    # and must wait for buffers to come back, then receive again.  (12,000
+    # bytes fit in each client's receive buffer, CLIENT_RECEIVE_BUFFER.)
+    clients_count, size = 300, 12_000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < clients_count + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, clients_count + 200), hard))
@@ -290,7 +291,7 @@ def test_more_data_at_once_than_the_pool_holds_still_comes_back_whole(program, l
 
 def test_a_client_that_never_reads_does_not_stop_the_others(program, lab):
     # Backpressure in a completion world: the hog's receive is cancelled once
-    # it is owed OUTPUT_LIMIT bytes (the kernel may have filled more buffers
+    # it holds CLIENT_BUFFERS buffers (the kernel may have filled more buffers
     # for it by the time the cancel lands).  The pool is shared: whatever the
     # hog holds, another client must still be echoed, pool-sized amounts
     # and more, through the buffers left.
@@ -492,3 +493,105 @@ def test_io_uring_missing_is_one_line_and_exit_status_1(program, errno_name, say
         STEP, command, f"where io_uring_setup() says {errno_name}: exit status 1 and one line "
         f"naming the call, the error and what to look at ({says!r})",
         f"exit status {result.returncode}, stdout {result.stdout!r}, stderr {lines!r}")
+
+
+# -- fair shares of the pool -----------------------------------------------------
+
+ECHO_BOUND = 1.0   # seconds: the lesson's promise to a client while others hog
+
+
+def hog_clients(lab, port, count):
+    """count clients that never read, each with a 4 KiB receive buffer, so
+    the server's echoes to them stall at once; non-blocking, Nagle off, so
+    that each send is a segment of its own."""
+    hogs = []
+    for _ in range(count):
+        sock = lab.socket(socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)   # small echoes
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        hogs.append(sock)
+    return hogs
+
+
+def hog_attack(hogs, kind, seconds, gap):
+    """hog_turn() every `gap` seconds for `seconds`: a pace, not a wait."""
+    end = next_turn = time.monotonic()
+    end += seconds
+    while time.monotonic() < end:
+        if time.monotonic() >= next_turn:
+            hog_turn(hogs, kind)
+            next_turn += gap
+
+
+def hog_turn(hogs, kind):
+    """One round of the attack: each hog sends 100 bytes ("trickle", a pool
+    buffer taken for each) or all its socket takes ("bulk")."""
+    for sock in hogs:
+        try:
+            sock.send(b"h" * 100 if kind == "trickle" else b"H" * 65536)
+        except (BlockingIOError, ConnectionError):
+            pass
+
+
+def echo_delays_while(victim, attack, lines=8, spacing=0.25, give_up=5.0):
+    """Sends `lines` lines on victim, one every `spacing` s, calling attack()
+    between; returns each line's echo delay (give_up for a line that never came)."""
+    victim.setblocking(False)
+    delays, pending, received = [], None, b""
+    next_send = time.monotonic()
+    end = time.monotonic() + lines * spacing + give_up
+    while len(delays) < lines and time.monotonic() < end:
+        now = time.monotonic()
+        if pending is None and now >= next_send:
+            line = b"victim line %d\n" % len(delays)
+            victim.send(line)
+            pending, received = (line, now), b""
+            next_send = now + spacing
+        attack()
+        try:
+            received += victim.recv(4096)
+        except BlockingIOError:
+            pass
+        if pending is not None and received.endswith(pending[0]):
+            delays.append(time.monotonic() - pending[1])
+            pending = None
+        elif pending is not None and time.monotonic() - pending[1] > give_up:
+            delays.append(give_up)
+            pending = None
+        time.sleep(0.001)   # the attack's pace: a round of sends a millisecond
+    return delays
+
+
+@pytest.mark.parametrize("kind, count", [("trickle", 1), ("trickle", 40), ("bulk", 40)])
+def test_clients_that_never_read_leave_buffers_for_the_others(program, lab, kind, count):
+    # A client holds the pool's buffers it is owed the bytes of; one that
+    # never reads would hold every buffer it can get.  Each client has a
+    # share of the pool, and a reserve stays for clients that hold none,
+    # so another client is echoed at once however the hogs send.
+    with program(STEP).start("--quiet", "127.0.0.1", 0) as server:
+        hogs = hog_clients(lab, server.port, count)
+        try:
+            # 100-byte writes 0.1 ms apart fill the server's send buffer to
+            # the hogs in about 2 s; from then on each takes a pool buffer.
+            hog_attack(hogs, kind, seconds=3.0, gap=0.0001)
+            outcome, victim = connect(lab, "127.0.0.1", server.port)
+            assert outcome == CONNECTED, explain(STEP, server.command, "a client connects "
+                                                 "while others hog", outcome)
+            with victim:
+                delays = echo_delays_while(victim, lambda: hog_turn(hogs, kind))
+            held = resident_kib(server.pid)
+        finally:
+            for sock in hogs:
+                sock.close()
+    worst = max(delays, default=None)
+    assert len(delays) == 8 and worst < ECHO_BOUND, explain(
+        STEP, server.command, f"while {count} client(s) that never read send ({kind}), "
+        f"another client's lines each come back within {ECHO_BOUND} s",
+        f"delays {[round(d, 3) for d in delays]} s (server resident {held} KiB)",
+        "steps/09_io_uring/echo.c: a client's receive is not bounded by the buffers it holds "
+        "(its share), or clients holding buffers still receive when the pool is down to the "
+        "reserve, so the hogs take every buffer and the other client waits for one")
