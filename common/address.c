@@ -7,6 +7,42 @@
 #include <stdio.h>
 #include <string.h>
 
+/* text as an error message may repeat it: on one line whatever it holds (a
+ * tab or a newline shows as \t or \n, other control bytes as \xNN, and a
+ * backslash doubles so that what is shown reads one way only), cut with
+ * "..." where shown (at least 8 bytes) is full.  Printable text shows as it
+ * is, so the usual messages are what they always were. */
+void show_text(const char *text, char *shown, size_t shown_size)
+{
+    size_t room = shown_size - sizeof "...";
+    size_t used = 0;
+    const char *next = text;
+    for (; *next != '\0'; next++) {
+        unsigned char byte = (unsigned char)*next;
+        char piece[8];
+        if (byte == '\t')
+            snprintf(piece, sizeof piece, "\\t");
+        else if (byte == '\n')
+            snprintf(piece, sizeof piece, "\\n");
+        else if (byte == '\\')
+            snprintf(piece, sizeof piece, "\\\\");
+        else if (byte < 0x20 || byte == 0x7f)
+            snprintf(piece, sizeof piece, "\\x%02x", byte);
+        else
+            snprintf(piece, sizeof piece, "%c", byte);
+        size_t length = strlen(piece);
+        if (used + length > room)
+            break;
+        memcpy(shown + used, piece, length);
+        used += length;
+    }
+    if (*next != '\0') {
+        memcpy(shown + used, "...", 3);
+        used += 3;
+    }
+    shown[used] = '\0';
+}
+
 int resolve_server_address(const char *host, int port, struct addrinfo **list,
                            char *err, size_t err_size)
 {
@@ -30,8 +66,9 @@ int resolve_server_address(const char *host, int port, struct addrinfo **list,
     if (rc != 0) {
         /* EAI_SYSTEM keeps its real reason in errno; the others have their own. */
         const char *reason = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
-        snprintf(err, err_size, "getaddrinfo %s:%d: %s",
-                 node ? node : "*", port, reason);
+        char shown[128];   /* HOST may hold anything: a terminal's escape bytes too */
+        show_text(node ? node : "*", shown, sizeof shown);
+        snprintf(err, err_size, "getaddrinfo %s:%d: %s", shown, port, reason);
         return -1;
     }
     return 0;

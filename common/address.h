@@ -33,6 +33,12 @@ char *format_address(const struct sockaddr *addr, socklen_t addr_len,
 /* The socket's own address, from getsockname(), formatted; -1 on error. */
 int format_local_address(int fd, char *buf, size_t buf_size);
 
+/* text as an error message may repeat it, into shown: on one line whatever
+ * it holds (a tab or a newline shows as \t or \n, other control bytes as
+ * \xNN, a backslash doubles), cut with "..." where shown (at least 8
+ * bytes) is full.  Printable text shows as it is. */
+void show_text(const char *text, char *shown, size_t shown_size);
+
 /* "IPv4", "IPv6" or "unknown family". */
 const char *family_name(int family);
 

@@ -1,6 +1,8 @@
 /* args.c -- see args.h. */
 #include "args.h"
 
+#include "address.h"   /* show_text() */
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,42 +29,6 @@ void print_usage(FILE *out, const char *program, unsigned accepted)
     if (accepted & OPTION_IDLE_TIMEOUT)
         fprintf(out, "  --idle-timeout SECONDS  close a client silent this long,"
                      " default %d; 0: never\n", DEFAULT_IDLE_TIMEOUT);
-}
-
-/* text as an error message may repeat it: on one line whatever it holds (a
- * tab or a newline shows as \t or \n, other control bytes as \xNN, and a
- * backslash doubles so that what is shown reads one way only), cut with
- * "..." where shown (at least 8 bytes) is full.  Printable text shows as it
- * is, so the usual messages are what they always were. */
-static void show_text(const char *text, char *shown, size_t shown_size)
-{
-    size_t room = shown_size - sizeof "...";
-    size_t used = 0;
-    const char *next = text;
-    for (; *next != '\0'; next++) {
-        unsigned char byte = (unsigned char)*next;
-        char piece[8];
-        if (byte == '\t')
-            snprintf(piece, sizeof piece, "\\t");
-        else if (byte == '\n')
-            snprintf(piece, sizeof piece, "\\n");
-        else if (byte == '\\')
-            snprintf(piece, sizeof piece, "\\\\");
-        else if (byte < 0x20 || byte == 0x7f)
-            snprintf(piece, sizeof piece, "\\x%02x", byte);
-        else
-            snprintf(piece, sizeof piece, "%c", byte);
-        size_t length = strlen(piece);
-        if (used + length > room)
-            break;
-        memcpy(shown + used, piece, length);
-        used += length;
-    }
-    if (*next != '\0') {
-        memcpy(shown + used, "...", 3);
-        used += 3;
-    }
-    shown[used] = '\0';
 }
 
 /* "PROGRAM: WHAT 'VALUE': WHY (see PROGRAM --help)" into err; returns -1,

@@ -137,6 +137,14 @@ def test_unknown_host_exits_1(program, step):
                   "getaddrinfo no-such-host.invalid:7777:")
 
 
+def test_a_host_with_control_bytes_is_shown_escaped(program, step):
+    # HOST goes into the error line; a terminal would act on an escape
+    # sequence in it (here: clear the screen).  It shows as \x1b instead.
+    # (C steps only: the Lua twins print LuaSocket's message as it is.)
+    check_failure(program, step, ["bad\x1b[2Jhost", "7777"], 1,
+                  "getaddrinfo bad\\x1b[2Jhost:7777:")
+
+
 @pytest.mark.idea("bind")
 @pytest.mark.lua_twin
 def test_port_in_use_exits_1(program, private_lab, step):
