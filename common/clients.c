@@ -173,9 +173,10 @@ void clients_accept_failed(struct clients *clients, int errnum)
 {
     if (accept_error_is_temporary(errnum))
         return;                                  /* about that client only */
-    if (errnum == EMFILE || errnum == ENFILE) {
-        if (clients->spare_given_up)
-            return;                              /* the spare is on its way back */
+    if ((errnum == EMFILE || errnum == ENFILE) && !clients->spare_given_up) {
+        /* (Given up already, and accept failed again: the spare did not
+         * help -- ENFILE is the whole system's -- so pause, below, rather
+         * than arm another accept at once, for ever.) */
         if (clients->spare_fd != -1) {
             /* No descriptor for the client, which stays queued.  Give up the
              * spare: the next accept takes its place; clients_admit() sees it. */

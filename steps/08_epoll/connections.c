@@ -176,14 +176,15 @@ static int accept_client(int listen_fd, struct sockaddr_storage *peer, socklen_t
 }
 
 /* Tells a client we will not serve it, in one line, and hangs up.  A fresh
- * socket's send buffer is empty, so this short write cannot block.  During a
+ * socket's send buffer is empty, so this short write does not wait; its
+ * socket is non-blocking, and MSG_DONTWAIT says so again.  During a
  * flood, a line per refusal would be most of the work, and the log would
  * drown: one gets a line of its own a second (REFUSALS_LOG_LIMIT), the others
  * are counted. */
 static void refuse(struct connection_table *table, int fd, const char *peer,
                    const char *line, const char *why)
 {
-    if (send(fd, line, strlen(line), MSG_NOSIGNAL) == -1) {
+    if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
         /* The client is gone already; it hears nothing either way. */
     }
     close(fd);
@@ -210,7 +211,7 @@ static int refuse_with_spare(struct connection_table *table, int listen_fd,
     close(table->spare_fd);
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
-    int fd = accept(listen_fd, (struct sockaddr *)&peer, &peer_len);
+    int fd = accept_client(listen_fd, &peer, &peer_len);
     int outcome = fd != -1 ? 1 : (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
     if (fd != -1) {
         char peer_text[ADDRESS_TEXT_SIZE];

@@ -443,6 +443,48 @@ def test_the_spare_descriptor_comes_back_after_its_reopening_failed(step, progra
             server.stop()
 
 
+@pytest.mark.idea("spare_descriptor", "accept_until_eagain")
+def test_the_client_refused_at_the_limit_never_blocks_the_server(step, program, lab, tmp_path):
+    # The spare descriptor makes room for one accept, whose client hears
+    # "busy".  That socket is the server's like any other: accepted
+    # non-blocking and close-on-exec (accept4), its one line sent with
+    # MSG_DONTWAIT, so no client at the limit can make the server wait.
+    limit = 12
+    trace = tmp_path / "strace.out"
+    prefix = strace_prefix("-f", "-o", str(trace), "-e", "trace=accept,accept4,sendto")
+    prefix += ["prlimit", f"--nofile={limit}:{limit}", "--"]
+    clients = []
+    with program(step).start("127.0.0.1", 0, prefix=prefix) as server:
+        child = traced_child(server.pid)
+        try:
+            for attempt in range(limit + 2):
+                sock = open_client(lab, server)
+                clients.append(sock)
+                sock.sendall(b"hi")
+                if recv_exactly(sock, 2, timeout=1.5) != b"hi":
+                    break
+            server.wait_for_line(r"^refused .*(EMFILE|ENFILE)", timeout=5)
+        finally:
+            for sock in clients:
+                sock.close()
+            os.kill(child, signal.SIGTERM)   # the program, not strace (strace_prefix)
+            server.stop()
+    calls = trace.read_text().splitlines()
+    accepts = [line for line in calls if re.search(r"\baccept4?\(", line)
+               and "resumed" not in line]
+    plain = [line for line in accepts
+             if not ("SOCK_CLOEXEC" in line and "SOCK_NONBLOCK" in line)]
+    busy = [line for line in calls if "sendto(" in line and "busy: server out of" in line]
+    assert accepts and not plain, explain(
+        step, server.command, "every accept, the refused client's too, is accept4() with "
+        "SOCK_NONBLOCK | SOCK_CLOEXEC", f"strace: {plain[:2]!r}",
+        f"steps/{step}/connections.c: refuse_with_spare() takes the client with a plain "
+        "accept(): use accept_client(), as for any client")
+    assert busy and all("MSG_DONTWAIT" in line for line in busy), explain(
+        step, server.command, "the 'busy' line is sent with MSG_DONTWAIT", f"strace: {busy[:2]!r}",
+        f"steps/{step}/connections.c: refuse() sends without MSG_DONTWAIT")
+
+
 @pytest.mark.long
 @pytest.mark.course_default
 def test_a_client_silent_for_60_s_is_closed_by_default(program, lab):

@@ -344,8 +344,10 @@ Use the descriptor kept for this moment (table->spare_fd) to take the
 waiting client off the queue and refuse it ("busy: server out of
 descriptors, try later"), then keep a spare again.  Return 1 if a
 client was refused, 0 if nobody was waiting, -1 if the spare cannot help.
+The refused client's socket is like any other: non-blocking and
+close-on-exec (accept_client() above).
 Read: man 2 accept (EMFILE), refuse() above.""",
-             """No spare (-1): return -1.  close(spare); fd = accept(); outcome 1, or 0
+             """No spare (-1): return -1.  close(spare); fd = accept_client(); outcome 1, or 0
 for EAGAIN, else -1; if fd != -1: refuse(table, fd, peer text, the line,
 "ENAME (out of descriptors)").  table->spare_fd = open_spare().""",
              "(void)table; (void)listen_fd; (void)errnum;\n"
