@@ -106,6 +106,7 @@ struct poll_list {
     struct pollfd *fds;
     struct connection **clients;
     nfds_t capacity;
+    int first_listener;    /* the listening socket whose clients are accepted first */
 };
 
 /* Room for `needed` entries: the list grows as clients come (it never
@@ -160,10 +161,15 @@ static int serve_ready(struct poll_list *list, struct listeners *listeners,
         if (list->fds[i].revents != 0)
             connection_handle(table, list->clients[i], ready_from(list->fds[i].revents));
 
-    for (int l = 0; l < listeners->count; l++)
+    /* A different listening socket first each frame: a flood on one must not
+     * spend every frame's ACCEPTS_PER_TURN before the others' turn comes. */
+    list->first_listener = (list->first_listener + 1) % listeners->count;
+    for (int i = 0; i < listeners->count; i++) {
+        int l = (list->first_listener + i) % listeners->count;
         if (list->fds[l].revents & POLLIN)
             while (connection_accept(table, listeners->list[l].fd) != NULL)
                 ;                  /* next frame watches the new ones */
+    }
     return 0;
     /* end of idea frame_loop:poll */
 }

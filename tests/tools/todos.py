@@ -109,22 +109,22 @@ size of the address it wrote.""",
     "06_frame_loop": [
         Todo("frame_loop:poll",
              """TODO step 6 (the frame loop, 1-2 in the comment at the top): one frame's
-turn of the server.  Build the pollfd list: each listening socket, then
-each client on the table's list (oldest to newer), each watched for what
-it can use now, with list->clients[i] the client of list->fds[i]
-(poll_list_reserve() makes room).  Ask the kernel which are ready
-WITHOUT waiting; serve each ready client (connection_handle(), which may
-close and free it), then accept the clients waiting on each ready
-listening socket (connection_accept() until NULL).
-Cases: no client at all; a signal during poll(); a client closed while
-serving this frame; a listening socket with 64+ clients queued.
+turn of the server.  The pollfd list: each listening socket, then each
+client on the table's list (oldest first), watched for what it can use
+now; list->clients[i] is the client of list->fds[i] (poll_list_reserve()
+makes room).  Ask which are ready WITHOUT waiting; serve each ready client
+(connection_handle() may close and free it), then accept on each ready
+listening socket (connection_accept() until NULL), another one first each
+frame.  Cases: no client; a signal during poll(); a client closed this
+frame; 64+ clients queued on one listening socket every frame, one on another.
 Read: man 2 poll (events, revents, a timeout of 0).""",
              """fds[l] = { listener fd, POLLIN } for each listener; for each client c,
 { c->fd, POLLIN | (connection_owes(c) ? POLLOUT : 0) }, clients[i] = c.
 poll(list->fds, count, 0): -1 with EINTR is a signal (return 0: the loop
 test decides), other -1 returns -1.  For each client entry with revents
 != 0, connection_handle(table, client, ready_from(revents)); for each
-listener with POLLIN in revents, while (connection_accept(...) != NULL).""",
+listener with POLLIN in revents, while (connection_accept(...) != NULL),
+from l = first_listener (advanced by one, modulo the count, each frame).""",
              "(void)list; (void)listeners; (void)table; (void)poll_list_reserve;\n"
              "(void)ready_from;\n"
              f"return {_stop('step 6: the frame: the pollfd list and poll(), in main.c')};\n",
