@@ -130,9 +130,8 @@ static int accept_client(int listen_fd, struct sockaddr_storage *peer, socklen_t
     /* end of idea nonblocking_clients */
 }
 
-/* accept() failed in a way that is not about one client: out of
- * descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM).  The client
- * stays queued; the next turn tries again.  Said once, not every turn. */
+/* accept() failed, not about one client: out of descriptors or memory (EMFILE,
+ * ENFILE, ENOBUFS, ENOMEM).  The client stays queued; said once, not every turn. */
 static void accept_failed(struct connection_table *table, int errnum)
 {
     if (table->accept_failing != errnum)
@@ -194,27 +193,21 @@ bool connection_owes(const struct connection *c)
     return output_owed(c) > 0;
 }
 
-/* Where c's owed bytes are: its own buffer once it has one, else the
- * table's input buffer, which holds them only during connection_handle(). */
+/* c's owed bytes: its own buffer, else (in connection_handle()) the input. */
 static char *owed_buffer(const struct connection_table *table, const struct connection *c)
 {
     return c->output != NULL ? c->output : table->input;
 }
 
-/* Reads what has arrived, after any bytes still owed, until the socket has
- * no more or the buffer is full.  Returns -1 if it closed c. */
+/* Reads what has arrived into the table's input buffer, `limit` bytes at most,
+ * until the socket has no more (c is owed nothing).  -1 if it closed c. */
 static int read_input(struct connection_table *table, struct connection *c)
 {
-    char *buffer = owed_buffer(table, c);
+    char *buffer = table->input;
+    size_t limit = OUTPUT_LIMIT;
     /* idea read */
-    while (!c->input_ended && output_owed(c) < OUTPUT_LIMIT) {
-        if (c->output_end == OUTPUT_LIMIT) {
-            /* Room only at the front: slide the owed bytes down. */
-            memmove(buffer, buffer + c->output_start, output_owed(c));
-            c->output_end -= c->output_start;
-            c->output_start = 0;
-        }
-        size_t room = OUTPUT_LIMIT - c->output_end;
+    while (!c->input_ended && output_owed(c) < limit) {
+        size_t room = limit - c->output_end;
         ssize_t received = read(c->fd, buffer + c->output_end, room);
         if (received > 0) {
             c->output_end += (size_t)received;
@@ -258,8 +251,8 @@ static int write_output(struct connection_table *table, struct connection *c)
 
 /* After reading and sending: what the socket would not take must outlive
  * the table's input buffer, which the next client reads into, so it moves
- * into an output buffer of c's own; a client owed nothing keeps no buffer.
- * Returns -1 if it closed c (out of memory). */
+ * into a buffer of c's own, just its size; a client owed nothing keeps no
+ * buffer.  Returns -1 if it closed c (out of memory). */
 static int keep_owed(struct connection_table *table, struct connection *c)
 {
     /* idea send:keep */
@@ -269,7 +262,7 @@ static int keep_owed(struct connection_table *table, struct connection *c)
         c->output = NULL;
         c->output_start = c->output_end = 0;
     } else if (c->output == NULL) {
-        c->output = malloc(OUTPUT_LIMIT);
+        c->output = malloc(owed);
         if (c->output == NULL) {
             close_on_error(table, c, ENOMEM);
             return -1;
@@ -296,7 +289,8 @@ int connection_handle(struct connection_table *table, struct connection *c, unsi
         }
         ready |= CONNECTION_READ | CONNECTION_WRITE;
     }
-    if ((ready & CONNECTION_READ) && read_input(table, c) == -1)
+    /* Owed bytes? Then no read: the next would need more memory; they wait. */
+    if ((ready & CONNECTION_READ) && !connection_owes(c) && read_input(table, c) == -1)
         return -1;
     /* Try to send even without WRITE: the socket usually has room for what
      * we just read, which saves a trip round the loop. */

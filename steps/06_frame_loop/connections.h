@@ -13,9 +13,9 @@
  *   - reading what has arrived: data, EAGAIN (nothing more now), the end of
  *     the client's input (read() returns 0), or an error such as a reset.
  *   - echoing: send() takes what the socket has room for; what it would not
- *     take waits in that client's own output buffer for a later frame.  A
- *     client owed OUTPUT_LIMIT bytes is not read from until it drains, so
- *     the buffer never grows past that.
+ *     take waits in that client's own output buffer, just its size, for a
+ *     later frame.  A client owed anything is not read from until it has
+ *     taken it all, so no client is owed more than one read's OUTPUT_LIMIT.
  *   - ending: a client that closes, or only shuts its write side
  *     (half-close), first gets everything it is owed, then is closed; a
  *     reset or other error closes it at once.  Each connection logs one line
@@ -41,7 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Unsent output at which we stop reading a client: the per-client memory bound. */
+/* The most one turn reads from a client: the per-client memory bound. */
 #define OUTPUT_LIMIT ((size_t)64 * 1024)
 /* Clients accepted per frame, at most: the rest wait in the queue for the
  * next frame, and the clients already connected are served in between. */
@@ -58,7 +58,7 @@ struct connection {
     int fd;
     bool input_ended;                /* the client shut its write side (read gave 0) */
     char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
-    char *output;                    /* OUTPUT_LIMIT bytes while output is owed, else NULL */
+    char *output;                    /* the bytes owed, while some are, else NULL */
     size_t output_start;             /* owed bytes are output[start..end) (or, during */
     size_t output_end;               /* connection_handle, the table's input buffer's) */
     struct connection *older;        /* the table's clients, oldest first */

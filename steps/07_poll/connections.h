@@ -46,8 +46,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Unsent output at which we stop reading a client: the per-client memory bound. */
+/* The most one turn reads from a client: what it may be owed, its share
+ * of the server's memory.  The total: while the clients' output buffers
+ * hold OUTPUT_TOTAL bytes together, a turn reads OUTPUT_FLOOR at most, so
+ * that every client is still served, and each may be left owed that little
+ * (lesson 7, "Memory: a share per client and a total"). */
 #define OUTPUT_LIMIT ((size_t)64 * 1024)
+#define OUTPUT_TOTAL ((size_t)4 * 1024 * 1024)
+#define OUTPUT_FLOOR ((size_t)4 * 1024)
 /* Clients accepted per turn of the loop, at most: the rest wait in the
  * queue for the next turn, and the clients already connected are served in
  * between, however fast new ones arrive. */
@@ -64,7 +70,7 @@ struct connection {
     int fd;
     bool input_ended;                /* the client shut its write side (read gave 0) */
     char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
-    char *output;                    /* OUTPUT_LIMIT bytes while output is owed, else NULL */
+    char *output;                    /* the bytes owed, while some are, else NULL */
     size_t output_start;             /* owed bytes are output[start..end) (or, during */
     size_t output_end;               /* connection_handle, the table's input buffer's) */
     struct connection *older;        /* the table's clients, oldest first */
@@ -76,6 +82,7 @@ struct connection_table {
     struct connection *newest;
     int count;                       /* clients in the list */
     char *input;                     /* OUTPUT_LIMIT bytes: where every read lands */
+    size_t output_held;              /* bytes in the clients' output buffers, together */
     struct server_log *log;          /* where the lines go (NULL: nowhere) */
     bool quiet;                      /* no line per connection */
     int accepts_this_turn;           /* since connections_start_turn(): ACCEPTS_PER_TURN at most */

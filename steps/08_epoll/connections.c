@@ -125,6 +125,13 @@ static void mark_active(struct connection_table *table, struct connection *c)
     /* end of idea idle_timeout:activity */
 }
 
+/* The bytes c's output buffer holds.  It is made the size of what was owed,
+ * and only freed, never filled again: c is not read while owed. */
+static size_t output_held(const struct connection *c)
+{
+    return c->output != NULL ? c->output_end : 0;
+}
+
 void connection_close(struct connection_table *table, struct connection *c,
                       const char *reason)
 {
@@ -134,6 +141,7 @@ void connection_close(struct connection_table *table, struct connection *c,
     close(c->fd);
     if (table->spare_fd == -1)
         table->spare_fd = open_spare();   /* a descriptor was just freed */
+    table->output_held -= output_held(c);
     free(c->output);
     unlink_client(table, c);
     memset(c, 0, sizeof *c);
@@ -322,7 +330,7 @@ unsigned connection_wants(const struct connection *c)
 {
     /* idea backpressure */
     unsigned wants = 0;
-    if (!c->input_ended && output_owed(c) < OUTPUT_LIMIT)
+    if (!c->input_ended && output_owed(c) == 0)
         wants |= CONNECTION_READ;
     if (output_owed(c) > 0)
         wants |= CONNECTION_WRITE;
@@ -337,20 +345,24 @@ static char *owed_buffer(const struct connection_table *table, const struct conn
     return c->output != NULL ? c->output : table->input;
 }
 
-/* Reads what has arrived, after any bytes still owed, until the socket has
- * no more or the buffer is full.  Returns -1 if it closed c. */
+/* What one turn may read from a client: OUTPUT_LIMIT, or OUTPUT_FLOOR while
+ * the clients' output buffers hold OUTPUT_TOTAL bytes together. */
+static size_t read_limit(const struct connection_table *table)
+{
+    return table->output_held < OUTPUT_TOTAL ? OUTPUT_LIMIT : OUTPUT_FLOOR;
+}
+
+/* Reads what has arrived into the table's input buffer, read_limit() bytes
+ * at most, until the socket has no more.  Only a client owed nothing is read
+ * (connection_wants()), so the bytes start at the front: output_start and
+ * output_end are 0.  Returns -1 if it closed c. */
 static int read_input(struct connection_table *table, struct connection *c)
 {
-    char *buffer = owed_buffer(table, c);
+    char *buffer = table->input;
+    size_t limit = read_limit(table);
     /* idea read */
-    while (!c->input_ended && output_owed(c) < OUTPUT_LIMIT) {
-        if (c->output_end == OUTPUT_LIMIT) {
-            /* Room only at the front: slide the owed bytes down. */
-            memmove(buffer, buffer + c->output_start, output_owed(c));
-            c->output_end -= c->output_start;
-            c->output_start = 0;
-        }
-        size_t room = OUTPUT_LIMIT - c->output_end;
+    while (!c->input_ended && output_owed(c) < limit) {
+        size_t room = limit - c->output_end;
         ssize_t received = read(c->fd, buffer + c->output_end, room);
         if (received > 0) {
             c->output_end += (size_t)received;
@@ -394,7 +406,8 @@ static int write_output(struct connection_table *table, struct connection *c)
 
 /* After reading and sending: what the socket would not take must outlive
  * the table's input buffer, which the next client reads into, so it moves
- * into an output buffer of c's own; a client owed nothing keeps no buffer.
+ * into an output buffer of c's own, just its size (c is not read again
+ * until it is sent); a client owed nothing keeps no buffer.
  * Returns -1 if it closed c (out of memory). */
 static int keep_owed(struct connection_table *table, struct connection *c)
 {
@@ -405,7 +418,7 @@ static int keep_owed(struct connection_table *table, struct connection *c)
         c->output = NULL;
         c->output_start = c->output_end = 0;
     } else if (c->output == NULL) {
-        c->output = malloc(OUTPUT_LIMIT);
+        c->output = malloc(owed);
         if (c->output == NULL) {
             close_on_error(table, c, ENOMEM);
             return -1;
@@ -435,7 +448,10 @@ int connection_handle(struct connection_table *table, struct connection *c, unsi
         ready |= CONNECTION_READ | CONNECTION_WRITE;
     }
     size_t owed_before = output_owed(c);
-    if ((ready & CONNECTION_READ) && read_input(table, c) == -1)
+    /* A client still owed bytes is not read (connection_wants() says so;
+     * an error event asks for a read anyway): its next bytes would have
+     * nowhere to go but more memory.  They wait in the kernel. */
+    if ((ready & CONNECTION_READ) && output_owed(c) == 0 && read_input(table, c) == -1)
         return -1;
     size_t owed_after_reading = output_owed(c);
     /* Try to send even without WRITE: the socket usually has room for what
@@ -445,8 +461,10 @@ int connection_handle(struct connection_table *table, struct connection *c, unsi
     /* Bytes came in or went out: c is active (the idle timeout's clock). */
     if (owed_after_reading != owed_before || output_owed(c) != owed_after_reading)
         mark_active(table, c);
+    size_t held_before = output_held(c);
     if (keep_owed(table, c) == -1)
         return -1;
+    table->output_held = table->output_held - held_before + output_held(c);
     /* idea half_close */
     if (c->input_ended && output_owed(c) == 0) {
         connection_close(table, c, "client closed");

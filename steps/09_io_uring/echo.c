@@ -3,6 +3,7 @@
 #include "echo.h"
 
 #include "address.h"
+#include "clock.h"
 #include "stop_pipe.h"
 
 #include <errno.h>
@@ -398,6 +399,34 @@ void server_handle(struct server *server, const struct io_uring_cqe *cqe)
     }
 }
 
+/* The pool is empty and clients wait: close the least recently active
+ * client holding buffers, if it has moved nothing for EVICT_AFTER_SECONDS.
+ * A walk from the front of the activity list (clients holding nothing are
+ * passed over), only while someone waits: cheap until the pool is dry. */
+static void evict_for_waiting(struct server *server)
+{
+    double now = monotonic_seconds();
+    for (struct client_record *r = server->clients.oldest; r != NULL; r = r->newer) {
+        if (now - r->last_active < EVICT_AFTER_SECONDS)
+            return;                        /* the rest moved bytes more recently */
+        struct client *c = (struct client *)r;
+        if (c->held > 0) {
+            close_client(server, c, "holds buffers and reads nothing (pool empty)");
+            return;
+        }
+    }
+}
+
+double server_wait(struct server *server)
+{
+    double wait = clients_expire(&server->clients);
+    /* While clients wait for buffers, look again soon: evict_for_waiting(). */
+    double soon = EVICT_AFTER_SECONDS / 4;
+    if (server->first_waiting != NULL && (wait < 0 || wait > soon))
+        wait = soon;
+    return wait;
+}
+
 void server_rearm(struct server *server)
 {
     if (clients_accepting(&server->clients))
@@ -413,6 +442,8 @@ void server_rearm(struct server *server)
         clients_touch(&server->clients, &c->record);
         update_receiving(server, c);
     }
+    if (server->first_waiting != NULL)
+        evict_for_waiting(server);
 }
 
 void server_close_all(struct server *server, const char *reason)

@@ -34,6 +34,11 @@
  * what waits there in one go, before any completion can stop it; a small
  * queue keeps that burst to a few buffers, which the reserve covers. */
 #define CLIENT_RECEIVE_BUFFER (4 * BUFFER_SIZE)
+/* More clients that never read than the pool has buffers could still hold
+ * them all.  While a client waits for a buffer and none is free, the
+ * client that holds buffers and has moved nothing for longest, at least
+ * EVICT_AFTER_SECONDS, is closed, and its buffers go to the waiting. */
+#define EVICT_AFTER_SECONDS 1.0
 
 /* The provided-buffer pool: the kernel picks a free buffer from it for each
  * receive, at the moment data arrives.  A ring of buffers must hold a power
@@ -81,8 +86,13 @@ int server_start(struct server *server, const char *program, const struct server
 void server_handle(struct server *server, const struct io_uring_cqe *cqe);
 
 /* Once per loop turn, after the completions: re-arms the accepts that
- * ended, and gives waiting clients a recv again if the pool has buffers. */
+ * ended, and gives waiting clients a recv again if the pool has buffers
+ * (or makes room: EVICT_AFTER_SECONDS). */
 void server_rearm(struct server *server);
+
+/* Before each turn: closes the clients idle too long (clients_expire()) and
+ * says how long the turn may wait, in seconds (-1: no bound). */
+double server_wait(struct server *server);
 
 /* Closes every client ("closed PEER: reason") and cancels every request.
  * Their last completions are still to come: until then the kernel holds

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
 
     /* Idle clients go; one turn, waiting until the next deadline at most;
      * then the multishot requests that ended are made again, if wanted. */
-    while (!stop_requested() && turn(&server, clients_expire(&server.clients)) == 0)
+    while (!stop_requested() && turn(&server, server_wait(&server)) == 0)
         server_rearm(&server);
 
     if (stop_requested())

@@ -86,8 +86,8 @@ def test_generated_block_matches_the_steps(block):
 
 def test_a_stale_generated_block_is_caught(tmp_path):
     right = transcripts.idea_hunk("steps/07_poll/connections.c", "backpressure")
-    stale = [line.replace("OUTPUT_LIMIT", "OUTPUT_MAX") for line in right]
-    for lines, wanted in ((right, None), (stale, "OUTPUT_LIMIT")):
+    stale = [line.replace("output_owed", "output_due") for line in right]
+    for lines, wanted in ((right, None), (stale, "output_owed")):
         path = tmp_path / "07_poll.md"
         body = "\n".join(lines)
         path.write_text(f"# scratch\n\n<!-- hunk steps/07_poll/connections.c backpressure -->\n"

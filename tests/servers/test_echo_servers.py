@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import select
+import selectors
 import signal
 import socket
 import sys
@@ -33,10 +34,9 @@ import pytest
 
 from tests.lib import registry
 from tests.lib.lab import REMOTE_V4
-from tests.lib.programs import (ALL_BYTES, busy_during, explain, open_client, peer_of, recv_exactly,
-                                tcp_queues,
-                                recv_until_eof, reset, resident_kib, strace_prefix, traced_child,
-                                wait_until)
+from tests.lib.programs import (ALL_BYTES, CONNECTED, busy_during, connect, explain, open_client,
+                                peer_of, recv_exactly, recv_until_eof, reset, resident_kib,
+                                strace_prefix, tcp_queues, traced_child, wait_until)
 
 @pytest.fixture(params=["local", "remote"])
 def where(request, lab):
@@ -582,6 +582,88 @@ def test_a_lone_idle_client_is_closed_on_time(step, program, lab):
             "the wait has no timeout while a client could become idle: the oldest client's "
             "deadline (last_active + idle_timeout) must bound it (connections_start_turn, "
             "connections.c: the idle timeout, idea 10)")
+
+
+# -- many slow readers: a share each, and a total -------------------------------
+
+SLOW_READERS = 1000
+SENT_EACH = 300 * 1024       # what each sends without reading, at most
+# steps/07_poll/connections.h (and 8): OUTPUT_TOTAL, OUTPUT_FLOOR.
+OUTPUT_TOTAL_KIB, OUTPUT_FLOOR_KIB = 4096, 4
+# Per client besides: its struct connection and the allocator's rounding.
+SLACK_KIB = 2048 + SLOW_READERS // 2
+
+
+def send_without_reading(clients, each, timeout=10, quiet=1.0):
+    """Each client sends up to `each` bytes and reads nothing, all at once,
+    until all have or none could send more for `quiet` s.  Returns bytes sent."""
+    block = b"s" * 16384
+    sent = {sock: 0 for sock in clients}
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for sock in clients:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_WRITE)
+        while selector.get_map() and time.monotonic() < deadline:
+            ready = selector.select(quiet)
+            if not ready:
+                break
+            for key, _ in ready:
+                sock = key.fileobj
+                try:
+                    sent[sock] += sock.send(block[:each - sent[sock]])
+                except (BlockingIOError, ConnectionError):
+                    pass
+                if sent[sock] >= each:
+                    selector.unregister(sock)
+    return sum(sent.values())
+
+
+@pytest.mark.idea("backpressure")
+def test_a_thousand_slow_readers_cost_a_bounded_total(step, program, lab, enough_descriptors):
+    # Each client sends and never reads, with small socket buffers, so the
+    # server's echoes stall and what it read waits in its memory: at most a
+    # read's worth each, and past OUTPUT_TOTAL, OUTPUT_FLOOR each.
+    with program(step).start("--quiet", *registry.options(step, max_clients=SLOW_READERS + 10),
+                             "127.0.0.1", 0) as server:
+        clients = []
+        try:
+            for _ in range(SLOW_READERS):
+                sock = lab.socket(socket.AF_INET)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                # Small segments keep the server's send buffer small (the
+                # kernel sizes it from the segment size): its echoes stall soon.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+                sock.settimeout(5)
+                sock.connect(("127.0.0.1", server.port))
+                clients.append(sock)
+            echo(server, clients[0], b"warm up", "the first client")
+            baseline = resident_kib(server.pid)
+            sent = send_without_reading(clients, SENT_EACH)
+            held = resident_kib(server.pid)
+            outcome, other = connect(lab, "127.0.0.1", server.port)
+            assert outcome == CONNECTED, explain(step, server.command,
+                                                 "one more client connects", outcome)
+            with other:
+                started = time.monotonic()
+                echo(server, other, b"still served", "a client after the slow readers")
+                echoed_in = time.monotonic() - started
+        finally:
+            for sock in clients:
+                sock.close()
+    bound = OUTPUT_TOTAL_KIB + SLOW_READERS * OUTPUT_FLOOR_KIB + SLACK_KIB
+    print(f"{step}: {SLOW_READERS} slow readers sent {sent // 1024} KiB; the server grew "
+          f"{(held - baseline) / 1024:.1f} MiB (bound {bound / 1024:.1f} MiB); another client "
+          f"was echoed in {echoed_in * 1000:.0f} ms")
+    assert held - baseline < bound, explain(
+        step, server.command, f"{SLOW_READERS} clients that send {SENT_EACH // 1024} KiB each "
+        f"and never read cost the server under {bound / 1024:.1f} MiB: OUTPUT_TOTAL, then "
+        "OUTPUT_FLOOR a client", f"its resident memory grew {(held - baseline) / 1024:.1f} MiB "
+        f"(they sent {sent // 1024} KiB)",
+        f"steps/{step}/connections.c: a client's output buffer is bigger than what it is owed, or "
+        "a client owed bytes is still read, or reads are not cut to OUTPUT_FLOOR once the output "
+        "buffers hold OUTPUT_TOTAL together")
 
 
 # -- running out of descriptors ------------------------------------------------

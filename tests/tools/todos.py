@@ -179,21 +179,20 @@ accept(), then fcntl F_SETFL O_NONBLOCK and F_SETFD FD_CLOEXEC.""",
              caught_by="frame_loop_never_waits_for_a_silent_or_stuck_client",
              says=r"TODO step 6, idea 2"),
         Todo("read",
-             """TODO step 6, idea 3: read what has arrived into buffer, after the bytes
-still owed (buffer[output_start..output_end)), until the socket has no
-more or the buffer is full (output_owed(c) == OUTPUT_LIMIT).
+             """TODO step 6, idea 3: read what has arrived into buffer (c is owed
+nothing: the bytes go at buffer[output_end], output_end starting at 0),
+`limit` bytes in all at most, until the socket has no more.
 Cases: data (maybe less than there was room for); nothing more now; the
 end of the client's input, which does NOT mean it is gone (half-close:
 it may still read its echo); a signal; a reset or other error (close c,
-saying why, and return -1); owed bytes that are not at the front.
+saying why, and return -1).
 Read: man 2 read (RETURN VALUE), man 2 shutdown, man 7 tcp.""",
-             """Loop while !c->input_ended && output_owed(c) < OUTPUT_LIMIT: if
-output_end == OUTPUT_LIMIT, memmove the owed bytes to the front.  read()
-into buffer + output_end, room = OUTPUT_LIMIT - output_end.  > 0: move
-output_end (fewer than room: return 0, the socket is empty).  0: set
+             """Loop while !c->input_ended && output_owed(c) < limit: read() into
+buffer + output_end, room = limit - output_end.  > 0: move output_end
+(fewer than room: return 0, the socket is empty).  0: set
 c->input_ended (do NOT close: half_close decides).  -1 EAGAIN: return 0.
 -1 EINTR: again.  -1 other: close_on_error(table, c, errno), return -1.""",
-             "(void)buffer; (void)close_on_error;\n"
+             "(void)buffer; (void)limit; (void)c; (void)close_on_error;\n"
              f"return {_stop('step 6, idea 3: reading, in connections.c')};\n",
              caught_by="many_clients_at_once and local", says=r"TODO step 6, idea 3"),
         Todo("send",
@@ -215,12 +214,12 @@ second guard: every step also ignores SIGPIPE (common/signals.c).""",
         Todo("send:keep",
              """TODO step 6, idea 4 (keeping the rest): after reading and sending, the
 bytes still owed are in the table's input buffer, which the next client
-reads into: they must move to a buffer of c's own (OUTPUT_LIMIT bytes),
-and a client owed nothing must hold no buffer at all (10,000 idle
-clients, no 64 KiB each).  Out of memory: close c (ENOMEM), return -1.
+reads into: they move to a buffer of c's own, just their size (c is not
+read until they are sent), and a client owed nothing holds no buffer at
+all (10,000 idle clients).  Out of memory: close c (ENOMEM), return -1.
 Read: man 3 malloc, owed_buffer() above.""",
              """owed == 0: free(c->output), NULL, start = end = 0.  Else if c->output
-is NULL: malloc(OUTPUT_LIMIT) (NULL: close_on_error ENOMEM, -1), memcpy
+is NULL: malloc(owed) (NULL: close_on_error ENOMEM, -1), memcpy
 from table->input + output_start, start = 0, end = owed.""",
              "(void)table; (void)c;\n"
              f"return {_stop('step 6, idea 4: keeping what is owed, in connections.c')};\n",
@@ -259,11 +258,12 @@ poll_events(connection_wants(c)), and poll(list->fds, count, timeout_ms).""",
         Todo("backpressure",
              """TODO step 7, idea 6: what should c's socket be watched for now?  Only
 what the server can act on: room to send while it owes c bytes; input
-only while c may send more and there is room for it.  A client that
-sends and never reads must end up costing a bounded buffer and no CPU:
-its bytes wait in the kernel, and TCP slows it down.
+only while c may send more and is owed nothing (connection_handle()
+reads no other).  A client that sends and never reads must end up
+costing a bounded buffer and no CPU: its bytes wait in the kernel, and
+TCP slows it down.
 Read: man 2 poll (POLLIN, POLLOUT), the backpressure section of lesson 7.""",
-             """wants = 0; if (!c->input_ended && output_owed(c) < OUTPUT_LIMIT) wants
+             """wants = 0; if (!c->input_ended && output_owed(c) == 0) wants
 |= CONNECTION_READ; if (output_owed(c) > 0) wants |= CONNECTION_WRITE;
 return wants.""",
              "(void)c;\n"
@@ -430,10 +430,12 @@ first_buffer = pool.next[done]; first_sent = 0; give_back(&pool, done); }""",
 # step's own files), each caught by checks whose report names the idea.
 MISTAKES = {
     "06_frame_loop": [
-        Mistake("close_at_eof", "closes a client as soon as read() says 0, bytes still owed",
-                "half_close", r"half-close|read\(\) return(ed|ing) 0"),
+        # Closing at read() == 0 with the short-read shortcut loses nothing:
+        # a client owed bytes is not read, and a short read ends the loop, so
+        # the end of input is only ever read with nothing owed.
         Mistake("close_at_eof_no_shortcut",
-                "the same, reading until EAGAIN (no short-read shortcut)",
+                "closes a client as soon as read() says 0, reading until EAGAIN "
+                "(no short-read shortcut), bytes still owed",
                 "half_close", r"half-close|read\(\) return(ed|ing) 0"),
         Mistake("accept_blocking", "plain accept(): a client socket that blocks",
                 "frame_loop_never_waits_for_a_silent_or_stuck_client",
