@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from tests.lib import registry
+from tests.lib import programs, registry
 from tests.lib.lab import REMOTE_V4
 from tests.lib.programs import (ALL_BYTES, CONNECTED, busy_during, connect, explain, open_client,
                                 peer_of, recv_exactly, recv_until_eof, reset, resident_kib,
@@ -653,6 +653,10 @@ def test_a_thousand_slow_readers_cost_a_bounded_total(step, program, lab, enough
             for sock in clients:
                 sock.close()
     bound = OUTPUT_TOTAL_KIB + SLOW_READERS * OUTPUT_FLOOR_KIB + SLACK_KIB
+    if programs.RUN_UNDER:
+        # make valgrind: memcheck's own records for each block the server
+        # allocates multiply its resident memory; the echo above still holds.
+        bound *= 4
     print(f"{step}: {SLOW_READERS} slow readers sent {sent // 1024} KiB; the server grew "
           f"{(held - baseline) / 1024:.1f} MiB (bound {bound / 1024:.1f} MiB); another client "
           f"was echoed in {echoed_in * 1000:.0f} ms")
