@@ -16,10 +16,11 @@
 
 void print_usage(FILE *out, const char *program, unsigned accepted)
 {
-    fprintf(out, "usage: %s%s%s%s%s%s [HOST [PORT [BACKLOG]]]\n", program,
+    fprintf(out, "usage: %s%s%s%s%s%s%s [HOST [PORT [BACKLOG]]]\n", program,
             accepted & OPTION_NO_REUSEADDR ? " [--no-reuseaddr]" : "",
             accepted & OPTION_QUIET ? " [--quiet]" : "",
             accepted & OPTION_MAX_CLIENTS ? " [--max-clients N]" : "",
+            accepted & OPTION_MAX_PER_ADDRESS ? " [--max-per-address N]" : "",
             accepted & OPTION_IDLE_TIMEOUT ? " [--idle-timeout SECONDS]" : "",
             accepted & OPTION_FPS ? " [--fps N]" : "");
     fprintf(out, "  HOST     localhost (default), * for every interface, or an address\n"
@@ -29,6 +30,9 @@ void print_usage(FILE *out, const char *program, unsigned accepted)
     if (accepted & OPTION_IDLE_TIMEOUT)
         fprintf(out, "  --idle-timeout SECONDS  close a client silent this long,"
                      " default %d; 0: never\n", DEFAULT_IDLE_TIMEOUT);
+    if (accepted & OPTION_MAX_PER_ADDRESS)
+        fprintf(out, "  --max-per-address N     connections one client address may hold;"
+                     " default: no limit but --max-clients\n");
 }
 
 /* "PROGRAM: WHAT 'VALUE': WHY (see PROGRAM --help)" into err; returns -1,
@@ -110,6 +114,7 @@ int server_args_parse(int argc, char **argv, unsigned accepted,
     args->reuseaddr = true;
     args->quiet = false;
     args->max_clients = default_max_clients;
+    args->max_per_address = 0;
     args->idle_timeout = accepted & OPTION_IDLE_TIMEOUT ? DEFAULT_IDLE_TIMEOUT : 0;
     args->fps = DEFAULT_FPS;
 
@@ -134,6 +139,14 @@ int server_args_parse(int argc, char **argv, unsigned accepted,
                                    "needs a number");
             if (parse_number(program, err, err_size, "max clients", argv[++i],
                              1, 1000000, &args->max_clients) == -1)
+                return -1;
+        } else if (strcmp(option, "--max-per-address") == 0
+                   && (accepted & OPTION_MAX_PER_ADDRESS)) {
+            if (!has_value)
+                return usage_error(program, err, err_size, "option", option,
+                                   "needs a number");
+            if (parse_number(program, err, err_size, "max per address", argv[++i],
+                             1, 1000000, &args->max_per_address) == -1)
                 return -1;
         } else if (strcmp(option, "--idle-timeout") == 0
                    && (accepted & OPTION_IDLE_TIMEOUT)) {

@@ -26,6 +26,7 @@ enum server_option {
     OPTION_MAX_CLIENTS  = 1 << 2,   /* --max-clients N */
     OPTION_IDLE_TIMEOUT = 1 << 3,   /* --idle-timeout SECONDS (0: none) */
     OPTION_FPS          = 1 << 4,   /* --fps N: frames per second (step 6) */
+    OPTION_MAX_PER_ADDRESS = 1 << 5,   /* --max-per-address N (steps 8-9) */
 };
 
 #define DEFAULT_FPS 60
@@ -42,6 +43,7 @@ struct server_args {
     bool reuseaddr;        /* true unless --no-reuseaddr */
     bool quiet;
     int max_clients;       /* default_max_clients unless --max-clients */
+    int max_per_address;   /* connections one client address may hold; 0: no limit of its own */
     double idle_timeout;   /* seconds, DEFAULT_IDLE_TIMEOUT unless given; 0 means never */
     int fps;               /* DEFAULT_FPS unless --fps */
 };

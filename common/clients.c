@@ -32,12 +32,17 @@ static int open_spare(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-void clients_init(struct clients *clients, const struct server_args *args,
-                  struct server_log *log,
-                  void (*close_client)(struct client_record *c, const char *reason, void *context),
-                  void *context)
+int clients_init(struct clients *clients, const struct server_args *args,
+                 struct server_log *log,
+                 void (*close_client)(struct client_record *c, const char *reason, void *context),
+                 void *context)
 {
     memset(clients, 0, sizeof *clients);
+    clients->spare_fd = -1;
+    if (per_address_init(&clients->per_address, args->max_clients) == -1)
+        return -1;
+    clients->max_per_address = args->max_per_address > 0 ? args->max_per_address
+                                                         : args->max_clients;
     clients->close_client = close_client;
     clients->context = context;
     clients->max_clients = args->max_clients;
@@ -46,6 +51,7 @@ void clients_init(struct clients *clients, const struct server_args *args,
     clients->idle_timeout = args->idle_timeout;
     clients->refusals = REFUSALS_LOG_LIMIT;
     clients->spare_fd = open_spare();   /* -1 is survivable: we pause instead */
+    return 0;
 }
 
 void clients_free(struct clients *clients)
@@ -53,6 +59,7 @@ void clients_free(struct clients *clients)
     if (clients->spare_fd != -1)
         close_reporting(clients->spare_fd);
     clients->spare_fd = -1;
+    per_address_free(&clients->per_address);
 }
 
 static void unlink_record(struct clients *clients, struct client_record *c)
@@ -127,6 +134,17 @@ struct client_record *clients_admit(struct clients *clients, int fd, size_t reco
             return NULL;
         }
     }
+    /* One address may hold max_per_address slots (step 8's per_address.c). */
+    struct address_key address = address_key_of((struct sockaddr *)&peer);
+    if (per_address_count(&clients->per_address, &address) >= clients->max_per_address) {
+        char line[96], why[80];
+        snprintf(line, sizeof line, "busy: too many connections from your address (max %d), "
+                 "try later\n", clients->max_per_address);
+        snprintf(why, sizeof why, "too many from that address (max %d)",
+                 clients->max_per_address);
+        refuse(clients, fd, peer_text, line, why);
+        return NULL;
+    }
     if (clients->count >= clients->max_clients) {
         char line[80], why[64];
         snprintf(line, sizeof line, "busy: too many clients (max %d), try later\n",
@@ -143,6 +161,8 @@ struct client_record *clients_admit(struct clients *clients, int fd, size_t reco
     }
     c->fd = fd;
     memcpy(c->peer, peer_text, sizeof c->peer);
+    c->address = address;
+    per_address_add(&clients->per_address, &address, +1);
     c->last_active = monotonic_seconds();
     append_record(clients, c);
     clients->count++;
@@ -157,6 +177,7 @@ void clients_remove(struct clients *clients, struct client_record *c, const char
     char detail[160];
     snprintf(detail, sizeof detail, ": %s", reason);
     log_event(clients, "closed", c->peer, detail);
+    per_address_add(&clients->per_address, &c->address, -1);
     unlink_record(clients, c);
     clients->count--;
 }

@@ -34,6 +34,7 @@
 #include "address.h"
 #include "args.h"
 #include "log.h"
+#include "per_address.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,6 +52,7 @@ struct client_record {
     double last_active;              /* monotonic_seconds() of the last byte moved */
     int fd;
     char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
+    struct address_key address;      /* its address, counted in per_address */
 };
 
 struct clients {
@@ -58,6 +60,8 @@ struct clients {
     struct client_record *newest;
     int count;                       /* clients on the list */
     int max_clients;
+    int max_per_address;             /* slots one address may hold (--max-per-address) */
+    struct per_address per_address;  /* how many each address holds (step 8's idea) */
     struct server_log *log;          /* where the lines go (NULL: nowhere) */
     bool quiet;                      /* no line per connection */
     double idle_timeout;             /* seconds; 0: never */
@@ -70,15 +74,16 @@ struct clients {
     double accept_paused_until;      /* monotonic_seconds() */
 };
 
-/* No clients yet, configured from args (max_clients, quiet, idle_timeout),
- * logging to log, and the spare descriptor open (if it cannot be, the
- * server pauses accepting instead of using it).  close_client(c, reason,
- * context) is how the step closes a client, for the idle timeout and
- * clients_close_all(): it must clients_remove() c. */
-void clients_init(struct clients *clients, const struct server_args *args,
-                  struct server_log *log,
-                  void (*close_client)(struct client_record *c, const char *reason, void *context),
-                  void *context);
+/* No clients yet, configured from args (max_clients, max_per_address,
+ * quiet, idle_timeout), logging to log, and the spare descriptor open (if
+ * it cannot be, the server pauses accepting instead of using it).
+ * close_client(c, reason, context) is how the step closes a client, for
+ * the idle timeout and clients_close_all(): it must clients_remove() c.
+ * 0, or -1 with errno (ENOMEM: no room for the counts per address). */
+int clients_init(struct clients *clients, const struct server_args *args,
+                 struct server_log *log,
+                 void (*close_client)(struct client_record *c, const char *reason, void *context),
+                 void *context);
 
 /* Closes the spare.  The clients are the caller's to close first. */
 void clients_free(struct clients *clients);

@@ -50,12 +50,16 @@ int connections_init(struct connection_table *table, const struct server_args *a
      * room for 10,000 clients costs nothing until they come. */
     table->slots = calloc((size_t)args->max_clients, sizeof table->slots[0]);
     table->input = malloc(OUTPUT_LIMIT);
-    if (table->slots == NULL || table->input == NULL) {
+    if (table->slots == NULL || table->input == NULL
+        || per_address_init(&table->per_address, args->max_clients) == -1) {
         free(table->slots);
         free(table->input);
+        per_address_free(&table->per_address);
         return -1;
     }
     table->max_clients = args->max_clients;
+    table->max_per_address = args->max_per_address > 0 ? args->max_per_address
+                                                       : args->max_clients;
     table->log = log;
     table->refusals = REFUSALS_LOG_LIMIT;
     table->quiet = args->quiet;
@@ -77,6 +81,7 @@ void connections_free(struct connection_table *table)
         close(table->spare_fd);
     free(table->slots);
     free(table->input);
+    per_address_free(&table->per_address);
     table->slots = NULL;
     table->input = NULL;
 }
@@ -141,6 +146,7 @@ void connection_close(struct connection_table *table, struct connection *c,
     close(c->fd);
     if (table->spare_fd == -1)
         table->spare_fd = open_spare();   /* a descriptor was just freed */
+    per_address_add(&table->per_address, &c->address, -1);
     table->output_held -= output_held(c);
     free(c->output);
     unlink_client(table, c);
@@ -268,6 +274,18 @@ static struct connection *add_client(struct connection_table *table, int fd,
 {
     char peer_text[ADDRESS_TEXT_SIZE];
     format_address((const struct sockaddr *)peer, peer_len, peer_text, sizeof peer_text);
+    /* One address (one computer, or one NAT) may hold max_per_address slots:
+     * clients that hold theirs for ever, a byte a minute, from one address,
+     * cannot lock out every other. */
+    struct address_key address = address_key_of((const struct sockaddr *)peer);
+    if (per_address_count(&table->per_address, &address) >= table->max_per_address) {
+        char line[96], why[80];
+        snprintf(line, sizeof line, "busy: too many connections from your address (max %d), "
+                 "try later\n", table->max_per_address);
+        snprintf(why, sizeof why, "too many from that address (max %d)", table->max_per_address);
+        refuse(table, fd, peer_text, line, why);
+        return NULL;
+    }
     struct connection *c = free_slot(table);
     if (c == NULL) {
         char line[80], why[64];
@@ -279,6 +297,8 @@ static struct connection *add_client(struct connection_table *table, int fd,
     }
     c->fd = fd;
     memcpy(c->peer, peer_text, sizeof c->peer);
+    c->address = address;
+    per_address_add(&table->per_address, &address, +1);
     append_client(table, c);
     c->last_active = monotonic_seconds();
     table->count++;

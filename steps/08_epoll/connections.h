@@ -59,6 +59,7 @@
 #include "clock.h"       /* monotonic_seconds() */
 #include "args.h"
 #include "log.h"
+#include "per_address.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -92,6 +93,7 @@ struct connection {
     unsigned watched;                /* free for the step: what its poller was last told */
     bool input_ended;                /* the client shut its write side (read gave 0) */
     char peer[ADDRESS_TEXT_SIZE];    /* "198.51.100.2:40112" */
+    struct address_key address;      /* its address, counted in the table's per_address */
     char *output;                    /* the bytes owed, while some are, else NULL */
     size_t output_start;             /* owed bytes are output[start..end) (or, during */
     size_t output_end;               /* connection_handle, the table's input buffer's) */
@@ -105,6 +107,8 @@ struct connection_table {
     struct connection *newest;
     int count;                       /* clients in the list */
     int max_clients;
+    int max_per_address;             /* slots one address may hold (--max-per-address) */
+    struct per_address per_address;  /* how many each address holds */
     struct connection *slots;        /* max_clients of them; only used ones are touched */
     int slots_used;                  /* slots[0..slots_used) have held a client */
     struct connection *free_slots;   /* slots given back, linked by ->newer */

@@ -58,8 +58,9 @@
  *     nc localhost 7777  (many at once)    each gets its own lines back
  *
  * Usage: 08_epoll [--quiet] [--max-clients N] [--idle-timeout SECONDS]
- *                 [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
- * N defaults to 10000; a client silent for 60 s is closed (--idle-timeout 0: never).
+ *                 [--max-per-address N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
+ * N defaults to 10000; a client silent for 60 s is closed (--idle-timeout 0: never);
+ * one address may hold every slot unless --max-per-address says fewer.
  */
 #ifndef __linux__
 #error "step 8 uses epoll, which only Linux has (BSD and macOS: kqueue). Use step 7 (poll) here; make -k builds the other steps."
@@ -132,7 +133,8 @@ static int watch_listeners(int epoll_fd, int op, struct listeners *listeners, bo
 int main(int argc, char **argv)
 {
     struct server_args args;
-    parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
+    parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT
+                      | OPTION_MAX_PER_ADDRESS,
                       DEFAULT_MAX_CLIENTS, &args);
     char err[TCP_SERVER_ERR_SIZE];
     if (stop_pipe_open(err, sizeof err) == -1) {

@@ -368,7 +368,11 @@ int server_start(struct server *server, const char *program, const struct server
     struct io_uring_sqe *sqe = new_request(server, REQUEST_STOP, 0);
     io_uring_prep_poll_add(sqe, stop_pipe_fd(), POLLIN);
     /* Opens the spare; close_record() is how clients.c closes a client. */
-    clients_init(&server->clients, args, &server->log, close_record, server);
+    if (clients_init(&server->clients, args, &server->log, close_record, server) == -1) {
+        format_call_error(err, err_size, "calloc (counts per address)", NULL, 0, errno);
+        server_free(server);
+        return -1;
+    }
     for (int l = 0; l < listeners->count; l++)
         arm_accept(server, l);
     return 0;

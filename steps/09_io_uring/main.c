@@ -19,7 +19,7 @@
  *     nc localhost 7777  (many at once)    each gets its own lines back
  *
  * Usage: 09_io_uring [--quiet] [--max-clients N] [--idle-timeout SECONDS]
- *                    [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
+ *                    [--max-per-address N] [HOST [PORT [BACKLOG]]]    Ctrl-C ends it.
  */
 #ifndef __linux__
 #error "step 9 uses io_uring, which only Linux has.  Use step 7 (poll) here; make -k builds the other steps."
@@ -74,7 +74,8 @@ static int turn(struct server *server, double wait_seconds)
 int main(int argc, char **argv)
 {
     struct server_args args;
-    parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT,
+    parse_server_args(argc, argv, OPTION_QUIET | OPTION_MAX_CLIENTS | OPTION_IDLE_TIMEOUT
+                      | OPTION_MAX_PER_ADDRESS,
                       DEFAULT_MAX_CLIENTS, &args);
     char err[TCP_SERVER_ERR_SIZE];
     struct listeners listeners;   /* one per address of HOST (common/listeners.h) */

@@ -91,6 +91,8 @@ STEPS = (
          teaches=(Idea("epoll", "an interest list the kernel keeps"),
                   Idea("max_clients", "turns the client over --max-clients away", 8,
                        option="--max-clients"),
+                  Idea("max_per_address", "one address holds --max-per-address slots at most",
+                       option="--max-per-address"),
                   Idea("spare_descriptor", "a spare descriptor to refuse at EMFILE", 9),
                   Idea("idle_timeout", "closes clients idle for --idle-timeout", 10,
                        option="--idle-timeout"))),

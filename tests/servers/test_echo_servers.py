@@ -468,6 +468,62 @@ def test_a_stop_signal_wakes_the_loop_through_the_stop_pipe(step, program, lab, 
 
 # -- limits --------------------------------------------------------------------
 
+def client_from(lab, source, port):
+    """A client of 127.0.0.1:port from the source address `source` (any of
+    127.0.0.0/8 is this computer's)."""
+    sock = lab.socket(socket.AF_INET)
+    sock.settimeout(5)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+@pytest.mark.idea("max_per_address")
+def test_one_address_cannot_take_every_slot(step, program, lab):
+    # Clients that hold their slots for ever (a byte a minute keeps the idle
+    # timeout away), all from one address: with --max-per-address, clients
+    # from other addresses still get in, and the one over --max-clients
+    # still hears its "busy" line.
+    limit, per_address = 6, 2
+    with program(step).start("--max-clients", limit, "--max-per-address", per_address,
+                             "127.0.0.1", 0) as server:
+        clients = []
+        try:
+            hogs = [client_from(lab, "127.0.0.2", server.port) for _ in range(limit)]
+            clients += hogs
+            for i, sock in enumerate(hogs[:per_address]):
+                echo(server, sock, b"hog", f"client {i + 1} from 127.0.0.2")
+            for i, sock in enumerate(hogs[per_address:]):
+                told, eof = recv_until_eof(sock, timeout=5)
+                assert eof and told.startswith(b"busy: too many connections from your address"), \
+                    explain(step, server.command,
+                            f"client {per_address + i + 1} from 127.0.0.2 (over --max-per-address "
+                            f"{per_address}) is told so in one line, then closed",
+                            f"it got {told!r}, end of file: {eof}",
+                            f"steps/{step}: count the clients of each address, and refuse "
+                            "one more from an address that holds max_per_address")
+            others = [client_from(lab, f"127.0.0.{3 + i}", server.port)
+                      for i in range(limit - per_address)]
+            clients += others
+            for i, sock in enumerate(others):
+                echo(server, sock, b"other", f"a client from 127.0.0.{3 + i}")
+            over = client_from(lab, "127.0.0.99", server.port)
+            clients.append(over)
+            told, eof = recv_until_eof(over, timeout=5)
+            assert eof and told.startswith(b"busy: too many clients"), explain(
+                step, server.command, f"the client over --max-clients {limit} hears so",
+                f"it got {told!r}, end of file: {eof}")
+            # One of the hog's leaves: the address may take a slot again.
+            hogs[0].close()
+            server.wait_for_line(r"^closed 127\.0\.0\.2:")
+            again = client_from(lab, "127.0.0.2", server.port)
+            clients.append(again)
+            echo(server, again, b"again", "a client from 127.0.0.2 after one of its own left")
+        finally:
+            for sock in clients:
+                sock.close()
+
+
 @pytest.mark.idea("max_clients")
 @pytest.mark.lua_twin
 def test_the_client_over_max_clients_gets_one_line_and_the_others_keep_working(
