@@ -41,8 +41,7 @@ int clients_init(struct clients *clients, const struct server_args *args,
     clients->spare_fd = -1;
     if (per_address_init(&clients->per_address, args->max_clients) == -1)
         return -1;
-    clients->max_per_address = args->max_per_address > 0 ? args->max_per_address
-                                                         : args->max_clients;
+    clients->max_per_address = args->max_per_address;   /* 0: no limit of its own */
     clients->close_client = close_client;
     clients->context = context;
     clients->max_clients = args->max_clients;
@@ -136,7 +135,8 @@ struct client_record *clients_admit(struct clients *clients, int fd, size_t reco
     }
     /* One address may hold max_per_address slots (step 8's per_address.c). */
     struct address_key address = address_key_of((struct sockaddr *)&peer);
-    if (per_address_count(&clients->per_address, &address) >= clients->max_per_address) {
+    if (clients->max_per_address > 0
+        && per_address_count(&clients->per_address, &address) >= clients->max_per_address) {
         char line[96], why[80];
         snprintf(line, sizeof line, "busy: too many connections from your address (max %d), "
                  "try later\n", clients->max_per_address);

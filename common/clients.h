@@ -60,7 +60,7 @@ struct clients {
     struct client_record *newest;
     int count;                       /* clients on the list */
     int max_clients;
-    int max_per_address;             /* slots one address may hold (--max-per-address) */
+    int max_per_address;             /* slots one address may hold; 0: no limit of its own */
     struct per_address per_address;  /* how many each address holds (step 8's idea) */
     struct server_log *log;          /* where the lines go (NULL: nowhere) */
     bool quiet;                      /* no line per connection */

@@ -58,8 +58,7 @@ int connections_init(struct connection_table *table, const struct server_args *a
         return -1;
     }
     table->max_clients = args->max_clients;
-    table->max_per_address = args->max_per_address > 0 ? args->max_per_address
-                                                       : args->max_clients;
+    table->max_per_address = args->max_per_address;   /* 0: no limit of its own */
     table->log = log;
     table->refusals = REFUSALS_LOG_LIMIT;
     table->quiet = args->quiet;
@@ -278,7 +277,8 @@ static struct connection *add_client(struct connection_table *table, int fd,
      * clients that hold theirs for ever, a byte a minute, from one address,
      * cannot lock out every other. */
     struct address_key address = address_key_of((const struct sockaddr *)peer);
-    if (per_address_count(&table->per_address, &address) >= table->max_per_address) {
+    if (table->max_per_address > 0
+        && per_address_count(&table->per_address, &address) >= table->max_per_address) {
         char line[96], why[80];
         snprintf(line, sizeof line, "busy: too many connections from your address (max %d), "
                  "try later\n", table->max_per_address);

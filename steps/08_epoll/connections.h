@@ -107,7 +107,7 @@ struct connection_table {
     struct connection *newest;
     int count;                       /* clients in the list */
     int max_clients;
-    int max_per_address;             /* slots one address may hold (--max-per-address) */
+    int max_per_address;             /* slots one address may hold; 0: no limit of its own */
     struct per_address per_address;  /* how many each address holds */
     struct connection *slots;        /* max_clients of them; only used ones are touched */
     int slots_used;                  /* slots[0..slots_used) have held a client */
