@@ -595,3 +595,27 @@ def test_clients_that_never_read_leave_buffers_for_the_others(program, lab, kind
         "steps/09_io_uring/echo.c: a client's receive is not bounded by the buffers it holds "
         "(its share), or clients holding buffers still receive when the pool is down to the "
         "reserve, so the hogs take every buffer and the other client waits for one")
+
+
+def test_an_accepted_socket_is_non_blocking(program, lab):
+    # The ring needs no non-blocking socket, but the server writes to one
+    # itself: the "busy" line of a refusal.  A blocking socket there could
+    # stop the loop; SOCK_NONBLOCK in the multishot accept makes none.
+    with program(STEP).start("127.0.0.1", 0) as server:
+        outcome, client = connect(lab, "127.0.0.1", server.port)
+        assert outcome == CONNECTED, explain(STEP, server.command, "a client connects", outcome)
+        with client:
+            client.sendall(b"hi")
+            assert recv_exactly(client, 2) == b"hi"
+            sockets = {}
+            for fd in os.listdir(f"/proc/{server.pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{server.pid}/fd/{fd}").startswith("socket:"):
+                        sockets[int(fd)] = fd_flags(server.pid, fd)
+                except FileNotFoundError:
+                    pass
+            accepted = max(sockets)     # the newest descriptor: the client's
+            assert sockets[accepted] & os.O_NONBLOCK, explain(
+                STEP, server.command, "the accepted socket is non-blocking (SOCK_NONBLOCK)",
+                f"descriptor {accepted}'s flags are {sockets[accepted]:o} (octal)",
+                "steps/09_io_uring/echo.c: arm_accept() asks only for SOCK_CLOEXEC")
