@@ -93,7 +93,8 @@ void clients_free(struct clients *clients);
  * record_size bytes (a struct that starts with a struct client_record) with
  * fd and peer filled in, on the list as the most recent, logged "accepted
  * PEER (fd N)"; clients_release() frees it.  NULL: refused, sent one line
- * and closed -- over max_clients, out of memory, or out of descriptors (the
+ * and closed -- over max_per_address (when set) or max_clients, out of
+ * memory, or out of descriptors (the
  * spare given up for this accept cannot be opened again: this client took
  * it) -- or gone already (getpeername() fails). */
 struct client_record *clients_admit(struct clients *clients, int fd, size_t record_size);
