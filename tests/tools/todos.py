@@ -444,6 +444,8 @@ MISTAKES = {
                 "an_idle_frame_loop_wakes_every_frame", r"zero timeout"),
         Mistake("drop_unsent", "what send() did not take is dropped",
                 "large_transfer and local", r"took only part|idea 4"),
+        Mistake("listeners_same_order", "the same listening socket first, every frame",
+                "a_flood_on_one_address", r"same order every turn"),
     ],
     "07_poll": [
         Mistake("read_always", "watches every client for reading, full or not",
