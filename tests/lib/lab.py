@@ -246,6 +246,20 @@ def _check_hidden():
     return hidden, wrong
 
 
+def _remover(folder):
+    """A function that removes `folder` (made by mkdtemp) and what it holds,
+    even once private_tmp() has mounted an empty /tmp over the folder's
+    path: it goes through a descriptor of the folder's parent, opened now."""
+    parent = os.open(os.path.dirname(folder), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def remove():
+        try:
+            shutil.rmtree(os.path.basename(folder), dir_fd=parent, ignore_errors=True)
+        finally:
+            os.close(parent)
+    return remove
+
+
 def _nsswitch_conf():
     """The machine's nsswitch.conf with its hosts line replaced: passwd,
     group and the rest stay as they are (ps, ss and id look users up)."""
@@ -294,6 +308,7 @@ class Lab:
         self.hidden_sysctls = []  # HIDDEN_SYSCTLS this kernel does not show here
         self._hosts_fd = None  # our /etc/hosts: rewritten through this
         self._etc_folder = None  # where our /etc files live
+        self._remove_etc_folder = None
         self._remote_keeper = None
         self._remote_ns = None
         self._home_ns = None
@@ -335,7 +350,7 @@ class Lab:
             # Removed at exit, after whatever else cleans up in it (pytest's
             # own atexit handlers come later, so run earlier).
             folder = tempfile.mkdtemp(prefix="lab-tmp-")
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            atexit.register(_remover(folder))
             os.environ["TMPDIR"] = os.environ[PRIVATE_TMP] = tempfile.tempdir = folder
         files = {"/etc/hosts": HOSTS_FILES[hosts], "/etc/nsswitch.conf": _nsswitch_conf(),
                  "/etc/gai.conf": GAI_CONF, "/etc/host.conf": HOST_CONF,
@@ -344,6 +359,7 @@ class Lab:
         # (a transcript's) mounts its own over ours, and a mount point whose
         # file is deleted takes no mount.
         self._etc_folder = tempfile.mkdtemp(prefix="lab-etc-")
+        self._remove_etc_folder = _remover(self._etc_folder)
         for target, text in files.items():
             if not os.path.exists(target):
                 if target in ("/etc/gai.conf", "/etc/host.conf", "/etc/resolv.conf"):
@@ -464,7 +480,8 @@ class Lab:
             if fd is not None:
                 os.close(fd)
         if self._etc_folder is not None:
-            shutil.rmtree(self._etc_folder, ignore_errors=True)
+            self._remove_etc_folder()
+            self._etc_folder = None
 
     # -- using it ----------------------------------------------------------
 
