@@ -23,7 +23,10 @@
 #   make check STEP=07_poll ONLY=idle   only the checks whose names say "idle"
 #   make hint STEP=07_poll        the detailed hints of the step's TODOs
 #   make tour             build, then a guided tour: every step run live in the two-host lab
-#   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs
+#   make lab              build, then a shell in that lab: `other CMD` runs CMD on the other
+#                         computer, `packets` captures, `lab reset` starts afresh, Ctrl-D leaves
+#   make transcripts      rerun the lessons' "Observe it" transcripts and rewrite their outputs,
+#                         and redraw the diagrams whose packets changed (tests/tools/diagrams.py)
 #   make check-transcripts   rerun them and show a diff where a lesson drifted (make test does too)
 #   make bench            the echo servers of steps 5-9 and a libuv one side by side, a few
 #                         minutes (tests/bench/bench_echo.py): build/bench/results.md and .png
@@ -335,15 +338,22 @@ check: all test-helpers
 # The tour and the transcripts need python3 only (no pytest), and the lab's
 # tools: ip, unshare, nsenter, nc, ss, strace (Debian: iproute2 util-linux
 # netcat-openbsd strace procps).
-.PHONY: tour transcripts check-transcripts
+.PHONY: tour transcripts check-transcripts lab
 tour: all
 	python3 -m tests.tools.tour --steps-dir=$(BUILD)
 
+# A shell of your own in the lab (tests/tools/lab_shell.py): type the lessons'
+# transcripts, or your own variations; Ctrl-D leaves and ends all it started.
+lab: all
+	@python3 -m tests.tools.lab_shell --build-dir=$(BUILD)
+
 transcripts: all
 	python3 -m tests.tools.transcripts --update
+	python3 -m tests.tools.diagrams --update
 
 check-transcripts: all
 	python3 -m tests.tools.transcripts --check --build-dir=$(BUILD)
+	python3 -m tests.tools.diagrams --check --build-dir=$(BUILD)
 
 # The echo servers of steps 5-9 side by side, with a libuv echo server as
 # the yardstick (tests/bench/bench_echo.py): numbers, never pass/fail on speed.

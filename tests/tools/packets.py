@@ -6,6 +6,8 @@
     -i INTERFACE   the interface to watch (default: lo)
     --port PORT    only segments from or to this TCP port (default: every TCP segment)
     -c COUNT       stop after COUNT lines (default: run until SIGINT or SIGTERM)
+    --time         start each line with the time the packet passed, in seconds
+                   since 1970 (as tcpdump -tt); the course's diagrams use it
 
 For example, with a server on 127.0.0.1:7777 and a client that connects:
 
@@ -63,6 +65,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -71,6 +74,8 @@ PACKET_OUTGOING = 4       # sll_pkttype of a copy going out (linux/if_packet.h)
 ARPHRD_LOOPBACK = 772     # sll_hatype of lo (linux/if_arp.h)
 IPPROTO_TCP = 6
 SNAPLEN = 262144
+SO_TIMESTAMPNS = 35       # = SCM_TIMESTAMPNS (asm-generic/socket.h): a struct timespec
+STAMP_SPACE = socket.CMSG_SPACE(16)
 
 # tcpdump's order and letters (print-tcp.c's tcp_flag_values).
 FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
@@ -95,6 +100,16 @@ def _on_stop_signal(signum, frame):
     if _Signals.waiting:
         _Signals.waiting = False   # once: a second signal must not interrupt the ending
         raise Stop()
+
+
+def packet_time(ancillary):
+    """The SCM_TIMESTAMPNS of a packet (seconds since 1970, as tcpdump -tt
+    prints it, to the microsecond), or the time now where there is none."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return f"{seconds}.{nanoseconds // 1000:06d}"
+    return f"{time.time():.6f}"
 
 
 def flag_text(flags):
@@ -221,6 +236,8 @@ def parse_args(argv):
                         help="the interface to watch (default: lo)")
     parser.add_argument("--port", type=int, help="only TCP segments from or to this port")
     parser.add_argument("-c", dest="count", type=int, help="stop after COUNT lines")
+    parser.add_argument("--time", action="store_true",
+                        help="start each line with the time, in seconds since 1970 (tcpdump -tt)")
     options = parser.parse_args(argv)
     if options.port is not None and not 0 < options.port < 65536:
         parser.error(f"--port {options.port}: a port is 1 to 65535")
@@ -257,6 +274,8 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     capture.settimeout(0.2)   # a bound on the wait, so a stop is never missed
+    # The kernel's own time for each packet (socket(7)), not when we got round to it.
+    capture.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     what = "tcp" if options.port is None else f"tcp port {options.port}"
     shown = 0
     sequences = Sequences()
@@ -268,7 +287,8 @@ def main(argv=None):
                 _Signals.waiting = True
                 if _Signals.stop:
                     break
-                packet, (_, protocol, pkttype, hatype, _) = capture.recvfrom(SNAPLEN)
+                packet, ancillary, _, (_, protocol, pkttype, hatype, _) = capture.recvmsg(
+                    SNAPLEN, STAMP_SPACE)
             except Stop:
                 break
             except socket.timeout:
@@ -280,6 +300,8 @@ def main(argv=None):
             if hatype == ARPHRD_LOOPBACK and pkttype == PACKET_OUTGOING:
                 continue   # loopback's second copy of the same packet
             line = packet_line(protocol, packet, options.port, sequences)
+            if line is not None and options.time:
+                line = f"{packet_time(ancillary)} {line}"
             if line is not None:
                 print(line, flush=True)
                 shown += 1
