@@ -504,6 +504,13 @@ class Lab:
         with self._on_remote():
             return socket.socket(family, socket.SOCK_STREAM)
 
+    def remote_pid(self):
+        """The pid of the process that holds the other computer's network
+        namespace: `nsenter -t PID -n COMMAND` runs COMMAND there."""
+        if not self.remote:
+            raise RuntimeError(f"the lab has no second host: {self.reason}")
+        return self._remote_keeper.pid
+
     def remote_command(self, argv):
         """argv, to run on the other computer (for subprocess)."""
         if not self.remote:

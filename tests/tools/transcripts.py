@@ -51,11 +51,17 @@ by --update.  `hosts=` comes first where a marker has both.
   and no TCP segment moves, checked three times in a row, 20 ms apart
   (fifteen while a segment sent is not received yet: a busy kernel may
   deliver it late).  That is a poll with a deadline, not a sleep.
-- `COMMAND &` starts a background job (%1, %2 ... in order).  The tool
+- `COMMAND &` starts a background job, numbered as bash numbers it: one
+  more than the highest number of the jobs bash still lists (%1 when
+  none).  bash forgets a finished job at the first prompt after it
+  ended, and a job ended by `kill %N` ends just after the prompt that
+  follows, so it is still listed during the next command: `kill %1`
+  then `build/... &` makes job %2.  `kill %%` is the newest job.  The tool
   waits for its first line of output, then for quiet, so a server's
   "listening on" line always shows right under it.  A background command
   must print something when ready (every server step does).
-- `$ kill %N` or `$ kill -INT %N` (also -TERM, -KILL, -HUP) signals job N's
+- `$ kill %N` or `$ kill -INT %N` (also -TERM, -KILL, -HUP; `%%` for the
+  newest job) signals job N's
   process group, as an interactive bash does, and waits for it to exit;
   anything it prints while stopping is that command's output.  `$!` in a
   command is replaced by the pid of the newest background job (as in bash).
@@ -108,7 +114,8 @@ Only these, and only where shown; everything else must match exactly:
     in a SYN, is still checked).  Sequence numbers need no rule: the tool
     prints them relative to each side's first one (its SYN's is 0);
   - trailing spaces on a line (editors strip them), and runs of spaces
-    between columns (ss pads its columns to fit the widest entry).
+    between columns (ss pads its columns to fit the widest entry, and
+    glues "Port" and "Process" in its header when its output is narrow).
 With --build-dir DIR (make test SANITIZE=1 checks build/sanitize/), `build/`
 in commands becomes DIR/, and DIR/ in the output becomes `build/` again.
 --update keeps a transcript's text untouched when only those differ, so a
@@ -152,7 +159,7 @@ STOP_SECONDS = 5          # a signalled job must exit within this
 
 SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL,
            "HUP": signal.SIGHUP}
-KILL_JOB = re.compile(r"^kill(?:\s+-(?:s\s+)?(?:SIG)?(?P<sig>[A-Z]+))?\s+%(?P<job>\d+)$")
+KILL_JOB = re.compile(r"^kill(?:\s+-(?:s\s+)?(?:SIG)?(?P<sig>[A-Z]+))?\s+%(?P<job>\d+|%|\+)$")
 
 
 # -- reading and writing lessons -------------------------------------------
@@ -265,6 +272,9 @@ NORMALISE = [
     (re.compile(r"/proc/\d+/"), "/proc/<PID>/"),
     (re.compile(r"(socket|pipe):\[\d+\]"), r"\1:[<INODE>]"),
     (re.compile(r"<\d+\.\d+>"), "<TIME>"),
+    # ss's header glues its last two columns when its output is narrow (a
+    # pipe, 80 columns) and spaces them in a wide terminal (make lab).
+    (re.compile(r"\bPort\s*Process\b"), "Port Process"),
 ]
 
 
@@ -418,7 +428,10 @@ class Runner:
         self.lab = lab
         self.build_dir = build_dir and os.path.abspath(build_dir)
         self.terminal = Terminal()      # the foreground commands' output
-        self.jobs = []                  # (Popen, Terminal), in job order: %1 is jobs[0]
+        self.jobs = []                  # (Popen, Terminal), in the order they started
+        self.job_numbers = []           # each one's %N, numbered as bash numbers them
+        self.killed_now = set()         # jobs the previous command ended with kill %N
+        self.in_table = set()           # jobs bash still lists (indexes into jobs)
         # A normal user's PATH (Debian's, without /usr/sbin and /sbin), whoever
         # runs this: a lesson's command must work from a learner's shell.
         self.env = dict(os.environ, LC_ALL="C", TERM="dumb", PATH=USER_PATH)
@@ -490,7 +503,13 @@ class Runner:
         terminal = Terminal()
         job = self._spawn(where, command, terminal)
         os.close(terminal.write_fd)   # the job holds it now: its exit ends the pipe
+        # bash's number, so that a learner typing the transcript kills the
+        # same job with %N: one more than the highest of the jobs bash still
+        # lists (in_table; _update_table() says which).
+        listed = [self.job_numbers[i] for i in self.in_table]
+        self.in_table.add(len(self.jobs))
         self.jobs.append((job, terminal))
+        self.job_numbers.append(max(listed) + 1 if listed else 1)
         deadline = time.monotonic() + FIRST_LINE_SECONDS
         while b"\n" not in terminal.text:
             if job.poll() is not None and not self._drain(wait=0):
@@ -501,10 +520,23 @@ class Runner:
             self._drain(wait=0.05)
         self._wait_quiet(f"after `{command} &`")
 
+    def _update_table(self):
+        """Before a command: the jobs bash lists then.  bash forgets a job
+        at the first prompt after it ended.  One ended by `kill %N` ends
+        after the prompt that follows the kill (kill returns at once), so
+        bash still lists it while the next command runs; one that ended by
+        itself during a command was forgotten at the prompt after it."""
+        self.in_table = {i for i in self.in_table
+                         if self.jobs[i][0].poll() is None or i in self.killed_now}
+        self.killed_now = set()
+
     def _stop_job(self, number, sig, command):
-        if not 1 <= number <= len(self.jobs):
+        mine = [i for i in sorted(self.in_table)
+                if number == "current" or self.job_numbers[i] == number]
+        if not mine:
             raise RuntimeError(f"`{command}`: there is no job %{number}")
-        job, _ = self.jobs[number - 1]
+        job = self.jobs[mine[-1]][0]   # %% and %+: the newest job bash lists
+        self.killed_now.add(mine[-1])
         if job.poll() is None:
             try:
                 os.killpg(job.pid, sig)
@@ -528,6 +560,7 @@ class Runner:
         try:
             for entry in entries:
                 command = entry["command"]
+                self._update_table()
                 if self.jobs and "$!" in command:
                     command = command.replace("$!", str(self.jobs[-1][0].pid))
                 kill = KILL_JOB.match(command)
@@ -535,13 +568,14 @@ class Runner:
                     sig = SIGNALS.get(kill.group("sig") or "TERM")
                     if sig is None:
                         raise RuntimeError(f"`{command}`: use one of -{', -'.join(SIGNALS)}")
-                    self._stop_job(int(kill.group("job")), sig, command)
+                    job = kill.group("job")
+                    self._stop_job(int(job) if job.isdigit() else "current", sig, command)
                 elif command.endswith("&") and not command.endswith("&&"):
                     self._start_job(entry["where"], command[:-1].rstrip())
                 else:
                     self._run_foreground(entry["where"], command)
                 outputs.append(self._take())
-            for number, (job, _) in enumerate(self.jobs, 1):
+            for number, (job, _) in zip(self.job_numbers, self.jobs):
                 if job.poll() is None:
                     self._stop_job(number, signal.SIGTERM, f"(end of transcript) kill %{number}")
                     last_words = self._take()
