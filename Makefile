@@ -233,7 +233,8 @@ test-user:
 KERNEL_TESTS = tests/course/test_lab.py tests/steps/test_01_socket.py tests/steps/test_02_reuseaddr.py \
                tests/steps/test_03_bind.py tests/steps/test_04_listen.py tests/steps/test_05_accept.py \
                tests/steps/test_09_io_uring.py tests/servers/test_every_address.py \
-               tests/course/test_packets.py tests/course/test_transcripts.py
+               tests/course/test_packets.py tests/course/test_transcripts.py \
+               tests/course/test_diagrams.py tests/course/test_lab_shell.py
 KERNEL_TIMEOUT ?= 1800
 .PHONY: test-kernel
 test-kernel: all test-helpers
