@@ -44,8 +44,14 @@ io.stdout:setvbuf("no")   -- a write() per io.stdout:write(), at once
 local function write_first(timeout)
     local _, writable = socket.select(nil, { STDOUT }, timeout)
     if not writable[STDOUT] then return false end
-    local ok = io.stdout:write(lines[first])
-    lines[first], first = nil, first + 1
+    -- Taken off the list before it is written: Ctrl-C raises an error at
+    -- whatever instruction comes next (lua.c's SIGINT hook), and one that
+    -- fell between clearing lines[first] and moving `first` on left a hole
+    -- that log.close() then tried to write (a nil: a crash on Ctrl-C).
+    local line = lines[first]
+    first = first + 1
+    lines[first - 1] = nil
+    local ok = io.stdout:write(line)
     if not ok then   -- for good (EPIPE: its reader is gone): never again
         gone, lines, first, last = true, {}, 1, 0
     end
