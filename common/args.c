@@ -4,6 +4,7 @@
 #include "address.h"   /* show_text() */
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,42 @@ static int parse_seconds(const char *program, char *err, size_t err_size,
     return 0;
 }
 
+/* getopt_long()'s value for each long option: a character no short option
+ * uses, so that optopt names the option whose value is missing. */
+enum option_value {
+    VALUE_NO_REUSEADDR = 1000, VALUE_QUIET, VALUE_MAX_CLIENTS, VALUE_MAX_PER_ADDRESS,
+    VALUE_IDLE_TIMEOUT, VALUE_FPS, VALUE_HELP
+};
+
+/* Every long option, with the enum server_option bit that accepts it (0:
+ * every program) and what a missing value is called. */
+static const struct {
+    struct option option;
+    unsigned accepted_by;
+    const char *needs;
+} long_options[] = {
+    { { "help", no_argument, NULL, VALUE_HELP }, 0, NULL },
+    { { "no-reuseaddr", no_argument, NULL, VALUE_NO_REUSEADDR }, OPTION_NO_REUSEADDR, NULL },
+    { { "quiet", no_argument, NULL, VALUE_QUIET }, OPTION_QUIET, NULL },
+    { { "max-clients", required_argument, NULL, VALUE_MAX_CLIENTS }, OPTION_MAX_CLIENTS,
+      "needs a number" },
+    { { "max-per-address", required_argument, NULL, VALUE_MAX_PER_ADDRESS },
+      OPTION_MAX_PER_ADDRESS, "needs a number" },
+    { { "idle-timeout", required_argument, NULL, VALUE_IDLE_TIMEOUT }, OPTION_IDLE_TIMEOUT,
+      "needs seconds" },
+    { { "fps", required_argument, NULL, VALUE_FPS }, OPTION_FPS, "needs a number" },
+};
+#define LONG_OPTIONS (sizeof long_options / sizeof long_options[0])
+
+/* The element of argv that getopt_long() has just read an option from. */
+static const char *option_text(char **argv)
+{
+    /* A value given as the next argument ("--fps 30") is argv[optind - 1]. */
+    if (optarg != NULL && optind >= 2 && optarg == argv[optind - 1])
+        return argv[optind - 2];
+    return argv[optind - 1];
+}
+
 int server_args_parse(int argc, char **argv, unsigned accepted,
                       int default_max_clients, struct server_args *args,
                       char *err, size_t err_size)
@@ -118,73 +155,119 @@ int server_args_parse(int argc, char **argv, unsigned accepted,
     args->idle_timeout = accepted & OPTION_IDLE_TIMEOUT ? DEFAULT_IDLE_TIMEOUT : 0;
     args->fps = DEFAULT_FPS;
 
-    int i = 1;
-    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-        const char *option = argv[i];
-        bool has_value = i + 1 < argc;
-        if (strcmp(option, "--") == 0) {
-            i++;
+    /* Only this program's options: another step's is "unknown" here. */
+    struct option options[LONG_OPTIONS + 1];
+    size_t count = 0;
+    for (size_t k = 0; k < LONG_OPTIONS; k++)
+        if (long_options[k].accepted_by == 0 || (accepted & long_options[k].accepted_by))
+            options[count++] = long_options[k].option;
+    options[count] = (struct option){ NULL, 0, NULL, 0 };
+
+    /* "-": the arguments that are not options come back in order, as value
+     * 1, wherever they stand (options may follow HOST), whatever
+     * POSIXLY_CORRECT says; ":": a missing value is ':', not '?'.  opterr 0:
+     * getopt_long() prints nothing, the messages are ours.  optind 0 starts
+     * afresh (glibc and musl), however often this is called (the fuzzer). */
+    const char *positional[4] = { NULL, NULL, NULL, NULL };
+    int positionals = 0;
+    opterr = 0;
+    optind = 0;
+    for (;;) {
+        int index = -1;
+        int value = getopt_long(argc, argv, "-:h", options, &index);
+        if (value == -1)
             break;
-        } else if (strcmp(option, "--help") == 0) {
-            return 1;
-        } else if (strcmp(option, "--no-reuseaddr") == 0
-                   && (accepted & OPTION_NO_REUSEADDR)) {
-            args->reuseaddr = false;
-        } else if (strcmp(option, "--quiet") == 0 && (accepted & OPTION_QUIET)) {
-            args->quiet = true;
-        } else if (strcmp(option, "--max-clients") == 0
-                   && (accepted & OPTION_MAX_CLIENTS)) {
-            if (!has_value)
-                return usage_error(program, err, err_size, "option", option,
-                                   "needs a number");
-            if (parse_number(program, err, err_size, "max clients", argv[++i],
-                             1, 1000000, &args->max_clients) == -1)
-                return -1;
-        } else if (strcmp(option, "--max-per-address") == 0
-                   && (accepted & OPTION_MAX_PER_ADDRESS)) {
-            if (!has_value)
-                return usage_error(program, err, err_size, "option", option,
-                                   "needs a number");
-            if (parse_number(program, err, err_size, "max per address", argv[++i],
-                             1, 1000000, &args->max_per_address) == -1)
-                return -1;
-        } else if (strcmp(option, "--idle-timeout") == 0
-                   && (accepted & OPTION_IDLE_TIMEOUT)) {
-            if (!has_value)
-                return usage_error(program, err, err_size, "option", option,
-                                   "needs seconds");
-            if (parse_seconds(program, err, err_size, "idle timeout", argv[++i],
-                              &args->idle_timeout) == -1)
-                return -1;
-        } else if (strcmp(option, "--fps") == 0 && (accepted & OPTION_FPS)) {
-            if (!has_value)
-                return usage_error(program, err, err_size, "option", option,
-                                   "needs a number");
-            if (parse_number(program, err, err_size, "frames per second",
-                             argv[++i], 1, 1000, &args->fps) == -1)
-                return -1;
-        } else {
-            return usage_error(program, err, err_size, "option", option,
+        if (value == 1) {   /* HOST, PORT or BACKLOG */
+            if (positionals < 4)
+                positional[positionals] = optarg;
+            positionals++;
+            continue;
+        }
+        if (value == '?' || value == ':') {
+            for (size_t k = 0; k < LONG_OPTIONS; k++)
+                if (optopt != 0 && optopt == long_options[k].option.val
+                    && long_options[k].needs != NULL) {
+                    char name[64];
+                    snprintf(name, sizeof name, "--%s", long_options[k].option.name);
+                    return usage_error(program, err, err_size, "option", name,
+                                       long_options[k].needs);
+                }
+            if (optopt != 0 && optopt < 256 && argv[optind - 1][0] == '-'
+                && argv[optind - 1][1] != '-') {
+                char shown[3] = { '-', (char)optopt, '\0' };
+                /* "-1": a negative number, read as an option now that options
+                 * may follow HOST ("--" before it makes it an argument). */
+                return usage_error(program, err, err_size, "option", shown,
+                                   optopt >= '0' && optopt <= '9'
+                                       ? "unknown option (no number here is negative)"
+                                       : "unknown option");
+            }
+            return usage_error(program, err, err_size, "option", option_text(argv),
                                "unknown option");
         }
+        /* Whole names only: getopt_long() also takes an abbreviation
+         * ("--max" for --max-clients), which a later option could make
+         * ambiguous; a script that works today must work tomorrow. */
+        const char *text = option_text(argv);
+        if (index >= 0) {
+            size_t typed = strcspn(text + 2, "=");
+            if (strncmp(text, "--", 2) != 0 || typed != strlen(options[index].name))
+                return usage_error(program, err, err_size, "option", text, "unknown option");
+        }
+        switch (value) {
+        case 'h':
+        case VALUE_HELP:
+            return 1;
+        case VALUE_NO_REUSEADDR:
+            args->reuseaddr = false;
+            break;
+        case VALUE_QUIET:
+            args->quiet = true;
+            break;
+        case VALUE_MAX_CLIENTS:
+            if (parse_number(program, err, err_size, "max clients", optarg, 1, 1000000,
+                             &args->max_clients) == -1)
+                return -1;
+            break;
+        case VALUE_MAX_PER_ADDRESS:
+            if (parse_number(program, err, err_size, "max per address", optarg, 1, 1000000,
+                             &args->max_per_address) == -1)
+                return -1;
+            break;
+        case VALUE_IDLE_TIMEOUT:
+            if (parse_seconds(program, err, err_size, "idle timeout", optarg,
+                              &args->idle_timeout) == -1)
+                return -1;
+            break;
+        case VALUE_FPS:
+            if (parse_number(program, err, err_size, "frames per second", optarg, 1, 1000,
+                             &args->fps) == -1)
+                return -1;
+            break;
+        }
+    }
+    /* After "--", the rest are arguments, whatever they look like. */
+    for (; optind < argc; optind++) {
+        if (positionals < 4)
+            positional[positionals] = argv[optind];
+        positionals++;
     }
 
-    int positional = argc - i;
-    if (positional > 3)
-        return usage_error(program, err, err_size, "argument", argv[i + 3],
+    if (positionals > 3)
+        return usage_error(program, err, err_size, "argument", positional[3],
                            "too many arguments (HOST PORT BACKLOG at most)");
-    if (positional >= 1) {
-        if (argv[i][0] == '\0')
-            return usage_error(program, err, err_size, "host", argv[i],
+    if (positionals >= 1) {
+        if (positional[0][0] == '\0')
+            return usage_error(program, err, err_size, "host", positional[0],
                                "empty (use * for every interface)");
-        args->host = argv[i];
+        args->host = positional[0];
     }
-    if (positional >= 2
-        && parse_number(program, err, err_size, "port", argv[i + 1], 0, 65535,
+    if (positionals >= 2
+        && parse_number(program, err, err_size, "port", positional[1], 0, 65535,
                         &args->port) == -1)
         return -1;
-    if (positional >= 3
-        && parse_number(program, err, err_size, "backlog", argv[i + 2], 0, INT_MAX,
+    if (positionals >= 3
+        && parse_number(program, err, err_size, "backlog", positional[2], 0, INT_MAX,
                         &args->backlog) == -1)
         return -1;
     return 0;

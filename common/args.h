@@ -7,6 +7,14 @@
  * interface.  PORT defaults to 7777; 0 lets the kernel pick.  BACKLOG
  * defaults to 128.  Bad input prints one line and exits 2, before any socket
  * exists, so nothing is ever left bound.
+ *
+ * Options as getopt_long(3) reads them, whatever POSIXLY_CORRECT says:
+ * anywhere (before, between or after HOST PORT BACKLOG), "--name value" or
+ * "--name=value", -h or --help, "--" ending them.  Whole names only: an
+ * abbreviation ("--max") is an unknown option, since a later option could
+ * make it ambiguous (--max-per-address did).  So "-1" is an option too, and
+ * unknown ("no number here is negative"); after "--" it is an argument, and
+ * refused as a port ("not a whole number").
  */
 #ifndef ARGS_H
 #define ARGS_H
@@ -61,7 +69,9 @@ struct server_args {
  *     PROGRAM: port '99999': out of range (0-65535) (see PROGRAM --help)
  *
  * A whole number is decimal digits only; seconds are digits with an optional
- * fraction ("30", "0.5"), 0 or 0.001 to 86400.
+ * fraction ("30", "0.5"), 0 or 0.001 to 86400.  Uses getopt_long()'s
+ * globals (optind, opterr, optarg): one call at a time.  argv is not
+ * reordered.
  */
 int server_args_parse(int argc, char **argv, unsigned accepted,
                       int default_max_clients, struct server_args *args,

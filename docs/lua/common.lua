@@ -49,45 +49,81 @@ local OPTION_HELP = {
     { "fps", " [--fps N]" },
 }
 
--- PROGRAM [OPTIONS] [HOST [PORT [BACKLOG]]], as steps/*/main.c take it:
--- bad input prints one line and exits 2, before any socket exists.
--- `accepted` says which options this step takes (none when nil).
+-- The long options a step may take: the name after "--", the `accepted`
+-- key, and for one that takes a value, what parses it.
+local LONG_OPTIONS = {
+    ["no-reuseaddr"] = { key = "no_reuseaddr" },
+    quiet = { key = "quiet" },
+    fps = { key = "fps", needs = "needs a number",
+            parse = function(program, text)
+                return parse_number(program, "frames per second", text, 1, 1000)
+            end },
+}
+
+local function print_usage(program, accepted)
+    local usage = {}
+    for _, entry in ipairs(OPTION_HELP) do
+        if accepted[entry[1]] then usage[#usage + 1] = entry[2] end
+    end
+    io.stdout:write(("usage: %s%s [HOST [PORT [BACKLOG]]]\n"):format(
+        program, table.concat(usage)),
+        "  HOST     localhost (default), * for every interface, or an address\n",
+        ("  PORT     0-65535, default %d; 0 lets the kernel pick\n"):format(DEFAULT_PORT),
+        ("  BACKLOG  length of the accept queue, default %d\n"):format(DEFAULT_BACKLOG))
+    os.exit(0)
+end
+
+-- PROGRAM [OPTIONS] [HOST [PORT [BACKLOG]]], with the rules of common/args.c
+-- (getopt_long()): options anywhere, before or after HOST; --name=value or
+-- --name value; -h or --help; whole names only (no abbreviations); "--"
+-- ends the options, so "-- localhost -1" makes -1 the port (and refuses
+-- it), where "localhost -1" is an unknown option -1.  Bad input prints one
+-- line and exits 2, before any socket exists.  `accepted` says which
+-- options this step takes (none when nil).
 function common.parse_args(argv, accepted)
     accepted = accepted or {}
     local program = argv[0]
     local args = { host = DEFAULT_HOST, port = DEFAULT_PORT,
                    backlog = DEFAULT_BACKLOG, reuseaddr = true, quiet = false,
                    fps = DEFAULT_FPS }
-    local i = 1
-    while argv[i] and argv[i]:sub(1, 2) == "--" do
-        local option, value = argv[i], argv[i + 1]
+    local positional = {}
+    local i, options_ended = 1, false
+    while argv[i] do
+        local text = argv[i]
         i = i + 1
-        if option == "--" then
-            break
-        elseif option == "--help" then
-            local usage = {}
-            for _, entry in ipairs(OPTION_HELP) do
-                if accepted[entry[1]] then usage[#usage + 1] = entry[2] end
+        if options_ended or text == "-" or text:sub(1, 1) ~= "-" then
+            positional[#positional + 1] = text
+        elseif text == "--" then
+            options_ended = true
+        elseif text:sub(1, 2) == "--" then
+            local name, equals, value = text:match("^%-%-([^=]*)(=?)(.*)$")
+            local option = LONG_OPTIONS[name]
+            if name == "help" and equals == "" then print_usage(program, accepted) end
+            if not option or not accepted[option.key] or (equals ~= "" and not option.parse) then
+                usage_error(program, "option", text, "unknown option")
             end
-            io.stdout:write(("usage: %s%s [HOST [PORT [BACKLOG]]]\n"):format(
-                program, table.concat(usage)),
-                "  HOST     localhost (default), * for every interface, or an address\n",
-                ("  PORT     0-65535, default %d; 0 lets the kernel pick\n"):format(DEFAULT_PORT),
-                ("  BACKLOG  length of the accept queue, default %d\n"):format(DEFAULT_BACKLOG))
-            os.exit(0)
-        elseif option == "--no-reuseaddr" and accepted.no_reuseaddr then
-            args.reuseaddr = false
-        elseif option == "--quiet" and accepted.quiet then
-            args.quiet = true
-        elseif option == "--fps" and accepted.fps then
-            if not value then usage_error(program, "option", option, "needs a number") end
-            args.fps = parse_number(program, "frames per second", value, 1, 1000)
-            i = i + 1
-        else
-            usage_error(program, "option", option, "unknown option")
+            if option.parse then
+                if equals == "" then
+                    value = argv[i]
+                    if not value then usage_error(program, "option", "--" .. name, option.needs) end
+                    i = i + 1
+                end
+                args[option.key] = option.parse(program, value)
+            elseif option.key == "no_reuseaddr" then
+                args.reuseaddr = false
+            else
+                args[option.key] = true
+            end
+        else   -- -h, or a letter (or digit) no step has
+            for letter in text:sub(2):gmatch(".") do
+                if letter == "h" then print_usage(program, accepted) end
+                usage_error(program, "option", "-" .. letter, letter:match("%d")
+                            and "unknown option (no number here is negative)"
+                            or "unknown option")
+            end
         end
     end
-    local host, port, backlog, extra = argv[i], argv[i + 1], argv[i + 2], argv[i + 3]
+    local host, port, backlog, extra = positional[1], positional[2], positional[3], positional[4]
     if extra then
         usage_error(program, "argument", extra, "too many arguments (HOST PORT BACKLOG at most)")
     end

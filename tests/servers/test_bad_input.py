@@ -20,7 +20,15 @@ USAGE_ERRORS = [
     (["localhost", "http"], "port 'http': not a whole number"),
     (["localhost", "99999"], "port '99999': out of range (0-65535)"),
     (["localhost", "65536"], "port '65536': out of range (0-65535)"),
-    (["localhost", "-1"], "port '-1': not a whole number"),
+    # Options may follow HOST (getopt_long), so "-1" is an option, and none
+    # is a digit; after "--" it is an argument again.
+    (["localhost", "-1"], "option '-1': unknown option (no number here is negative)"),
+    (["--", "localhost", "-1"], "port '-1': not a whole number"),
+    (["-x"], "option '-x': unknown option"),
+    # Whole option names only: an abbreviation another option could make
+    # ambiguous later is refused now.
+    (["--hel"], "option '--hel': unknown option"),
+    (["localhost", "--frobnicate=1"], "option '--frobnicate=1': unknown option"),
     (["localhost", "7777", "many"], "backlog 'many': not a whole number"),
     (["localhost", "7777", "5", "extra"], "too many arguments"),
     (["--frobnicate"], "option '--frobnicate': unknown option"),
@@ -52,6 +60,36 @@ def check_failure(program, step, args, status, message, prefix=()):
 @pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) or "''" for a, _ in USAGE_ERRORS])
 def test_usage_errors_exit_2(program, step, args, message):
     check_failure(program, step, args, 2, message)
+
+
+@pytest.mark.lua_twin
+@pytest.mark.parametrize("args", [["-h"], ["127.0.0.1", "--help"], ["127.0.0.1", "0", "-h"]],
+                         ids=["-h", "host --help", "host port -h"])
+def test_help_anywhere_prints_the_usage(program, step, args):
+    result = program(step).run(*args)
+    command = program(step).command(args)
+    assert result.returncode == 0 and result.stdout.startswith("usage: "), explain(
+        step, command, "the usage on stdout and exit status 0, as getopt_long() takes -h "
+        "and --help before or after HOST", f"status {result.returncode}, stdout "
+        f"{result.stdout[:200]!r}, stderr {result.stderr.strip()!r}",
+        "common/args.c's server_args_parse() (docs/lua/common.lua's parse_args for a twin)")
+
+
+@pytest.mark.idea("max_clients")
+def test_options_may_follow_host_and_take_an_equals_sign(program, step):
+    args = ["--max-clients=10", "127.0.0.1", "0"]
+    if "idle_timeout" in registry.step(step).ideas:
+        args.append("--idle-timeout=5")
+    # Starting is enough: it says "listening on" (Server waits for that line).
+    with program(step).start(*args):
+        pass
+
+
+@pytest.mark.idea("frame_loop")
+@pytest.mark.lua_twin
+def test_fps_after_host_with_an_equals_sign(program, step):
+    with program(step).start("127.0.0.1", "0", "--fps=30", "--quiet"):
+        pass
 
 
 # White space before the digits, which strtol() skips: a number is digits
