@@ -441,7 +441,8 @@ class Runner:
         if self.build_dir:
             command = re.sub(r"(?<![\w./-])build/", self.build_dir.rstrip("/") + "/", command)
             if "strace" in command:   # LeakSanitizer cannot run under ptrace
-                command = "ASAN_OPTIONS=detect_leaks=0 " + command
+                # (exported, not a prefix: the command may start with "(cd ...")
+                command = "export ASAN_OPTIONS=detect_leaks=0; " + command
         argv = ["bash", "-c", command]
         return self.lab.remote_command(argv) if where == "remote" else argv
 
