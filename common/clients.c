@@ -19,11 +19,13 @@ static void log_event(const struct clients *clients, const char *verb, const cha
         log_line(clients->log, "%s %s%s", verb, peer, detail);
 }
 
-/* A close() whose failure is said on stderr: "close: ENAME (what it means)". */
-static void close_reporting(int fd)
+/* A close() whose failure is said in the log, "close: ENAME (what it means)":
+ * never on stderr, whose write could block the serving loop (a terminal
+ * stopped with Ctrl-S, a pipe nobody reads), as stdout's once did. */
+static void close_reporting(const struct clients *clients, int fd)
 {
-    if (close(fd) == -1)
-        fprintf(stderr, "close: %s (%s)\n", errno_name(errno), strerror(errno));
+    if (close(fd) == -1 && clients->log != NULL)
+        log_line(clients->log, "close: %s (%s)", errno_name(errno), strerror(errno));
 }
 
 /* The spare descriptor: any file will do; /dev/null always exists. */
@@ -56,7 +58,7 @@ int clients_init(struct clients *clients, const struct server_args *args,
 void clients_free(struct clients *clients)
 {
     if (clients->spare_fd != -1)
-        close_reporting(clients->spare_fd);
+        close_reporting(clients, clients->spare_fd);
     clients->spare_fd = -1;
     per_address_free(&clients->per_address);
 }
@@ -95,7 +97,7 @@ static void refuse(struct clients *clients, int fd, const char *peer, const char
     if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
         /* The client is gone already; it hears nothing either way. */
     }
-    close_reporting(fd);
+    close_reporting(clients, fd);
     if (clients->quiet || clients->log == NULL
         || !log_limit_allows(clients->log, &clients->refusals, monotonic_seconds()))
         return;
@@ -107,13 +109,13 @@ static void refuse(struct clients *clients, int fd, const char *peer, const char
 struct client_record *clients_admit(struct clients *clients, int fd, size_t record_size)
 {
     if (clients->stopping) {
-        close_reporting(fd);
+        close_reporting(clients, fd);
         return NULL;
     }
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == -1) {
-        close_reporting(fd);   /* it left already (ENOTCONN): nobody to tell */
+        close_reporting(clients, fd);   /* it left already (ENOTCONN): nobody to tell */
         return NULL;
     }
     char peer_text[ADDRESS_TEXT_SIZE];
@@ -184,7 +186,7 @@ void clients_remove(struct clients *clients, struct client_record *c, const char
 
 void clients_release(struct clients *clients, struct client_record *c)
 {
-    close_reporting(c->fd);
+    close_reporting(clients, c->fd);
     if (clients->spare_fd == -1 && !clients->spare_given_up)
         clients->spare_fd = open_spare();   /* its reopening failed: a descriptor is free now */
     free(c);
@@ -201,15 +203,16 @@ void clients_accept_failed(struct clients *clients, int errnum)
         if (clients->spare_fd != -1) {
             /* No descriptor for the client, which stays queued.  Give up the
              * spare: the next accept takes its place; clients_admit() sees it. */
-            close_reporting(clients->spare_fd);
+            close_reporting(clients, clients->spare_fd);
             clients->spare_fd = -1;
             clients->spare_given_up = true;
             return;
         }
     }
     /* ENOBUFS, ENOMEM, or no spare: let the system breathe. */
-    fprintf(stderr, "accept: %s (%s); pausing accept for %g s\n", errno_name(errnum),
-            strerror(errnum), ACCEPT_PAUSE_SECONDS);
+    if (clients->log != NULL)   /* the log, not stderr: see close_reporting() */
+        log_line(clients->log, "accept: %s (%s); pausing accept for %g s", errno_name(errnum),
+                 strerror(errnum), ACCEPT_PAUSE_SECONDS);
     clients->accept_paused_until = monotonic_seconds() + ACCEPT_PAUSE_SECONDS;
 }
 
