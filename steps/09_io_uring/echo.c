@@ -67,7 +67,9 @@ static int ring_start(struct io_uring *ring, char *err, size_t err_size)
 /* A free submission queue entry, its user_data saying what the request is
  * for and whom (the io_uring_prep_*() calls that fill in the rest leave it
  * alone).  It waits for the loop's next submit, unless the queue is full:
- * then what it holds is submitted now, to make room. */
+ * then what it holds is submitted now, to make room.  If even that fails,
+ * server->broken says why, and the caller fills in an entry nobody submits
+ * (no caller has to check; main() stops at the next turn). */
 static struct io_uring_sqe *new_request(struct server *server, enum request kind,
                                         uintptr_t whom)
 {
@@ -76,8 +78,9 @@ static struct io_uring_sqe *new_request(struct server *server, enum request kind
         int submitted = io_uring_submit(&server->ring);
         sqe = io_uring_get_sqe(&server->ring);
         if (sqe == NULL) {
-            print_call_error(server->program, "io_uring_submit", submitted < 0 ? -submitted : EBUSY);
-            exit(1);
+            if (server->broken == 0)
+                server->broken = submitted < 0 ? -submitted : EBUSY;
+            return &server->unqueued;
         }
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)whom | kind);

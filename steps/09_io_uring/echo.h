@@ -72,6 +72,11 @@ struct server {
     struct client *first_waiting;       /* clients whose recv found the pool empty, */
     struct client *last_waiting;        /* in the order it did: first come, first served */
     int in_flight;                      /* requests whose last completion is to come */
+    /* A request the full submission queue could not take (new_request()):
+     * its errno, and the entry handed out instead, filled in and never
+     * submitted.  The loop's next turn sees it and main() stops. */
+    int broken;
+    struct io_uring_sqe unqueued;
 };
 
 /* Starts a server: its log open (log_open()), the two rings set up

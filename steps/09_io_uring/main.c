@@ -46,10 +46,15 @@ static struct __kernel_timespec timespec_from(double seconds)
 
 /* One turn: submits the requests queued, waits for a completion (at most
  * wait_seconds; -1: no bound), and handles every completion posted, which
- * queues the requests that follow.  0, or -1 if waiting failed (said). */
+ * queues the requests that follow.  0, or -1 if waiting failed or a request
+ * found no room in the queue (said). */
 static int turn(struct server *server, double wait_seconds)
 {
     /* idea io_uring */
+    if (server->broken != 0) {   /* a request found no room (new_request()) */
+        print_call_error(server->program, "io_uring_submit", server->broken);
+        return -1;
+    }
     struct __kernel_timespec timeout = timespec_from(wait_seconds);
     struct io_uring_cqe *cqe;
     int ret = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1,
@@ -105,5 +110,5 @@ int main(int argc, char **argv)
     }
     server_free(&server);         /* and the rings, and the log */
     listeners_close(&listeners);
-    return stop_requested() ? 0 : 1;
+    return stop_requested() && server.broken == 0 ? 0 : 1;
 }
