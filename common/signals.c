@@ -58,12 +58,6 @@ int wait_for_stop_signal(char *err, size_t err_size)
     return signal_number;
 }
 
-static void exit_now(int signal_number)
-{
-    (void)signal_number;
-    _exit(0);   /* async-signal-safe, unlike exit() */
-}
-
 /* No SA_RESTART: a blocked accept() or poll() returns EINTR, so a loop
  * sees the request at once. */
 int handle_stop_signals(void (*handler)(int), char *err, size_t err_size)
@@ -80,11 +74,6 @@ int handle_stop_signals(void (*handler)(int), char *err, size_t err_size)
     if (sigaction(SIGTERM, &action, NULL) == -1)
         return failed(err, err_size, "sigaction SIGTERM", errno);
     return 0;
-}
-
-int exit_on_stop_signals(char *err, size_t err_size)
-{
-    return handle_stop_signals(exit_now, err, err_size);
 }
 
 void note_stop_signal(int signal_number)

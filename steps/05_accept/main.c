@@ -62,13 +62,22 @@ static const char *echo_until_closed(int client_fd)
     }
 }
 
+/* Ctrl-C or kill: the end, with status 0; the kernel closes every socket.
+ * _exit(), not exit(): a handler may make async-signal-safe calls only
+ * (man 7 signal-safety).  A flag the loop checked would race: a signal
+ * landing just before accept() would wait for a client (common/signals.h). */
+static void exit_on_stop(int signal_number)
+{
+    (void)signal_number;
+    _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     struct server_args args;
     parse_server_args(argc, argv, 0, 0, &args);
     char err[TCP_SERVER_ERR_SIZE];
-    /* Ctrl-C: exit 0, the kernel closes every socket */
-    if (exit_on_stop_signals(err, sizeof err) == -1) {
+    if (handle_stop_signals(exit_on_stop, err, sizeof err) == -1) {
         fprintf(stderr, "%s: %s\n", argv[0], err);
         return 1;
     }
