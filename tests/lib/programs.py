@@ -65,6 +65,16 @@ def why_not_built(steps_dir, step):
 # The command every built program runs under, before its own argv (and after
 # a test's prefix): empty, or valgrind and its options for make valgrind
 # (conftest.py sets it from --run-under).
+def sanitized(binary):
+    """Whether binary was built with AddressSanitizer (make test SANITIZE=1):
+    2-3 times slower, which a bound on time must allow for."""
+    try:
+        with open(binary, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False   # not a file of ours (a Lua twin's interpreter, say)
+
+
 RUN_UNDER = []
 # Seconds added, under RUN_UNDER, to the waits for a program's first line and
 # for its exit: valgrind takes seconds to start, and at exit to look for

@@ -675,12 +675,6 @@ def send_without_reading(clients, each, timeout=10, quiet=1.0):
     return sum(sent.values())
 
 
-def sanitized(binary):
-    """Whether binary was built with AddressSanitizer (make test SANITIZE=1)."""
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 @pytest.mark.idea("backpressure")
 def test_a_thousand_slow_readers_cost_a_bounded_total(step, program, lab, enough_descriptors):
     # Each client sends and never reads, with small socket buffers, so the
@@ -715,7 +709,7 @@ def test_a_thousand_slow_readers_cost_a_bounded_total(step, program, lab, enough
             for sock in clients:
                 sock.close()
     bound = OUTPUT_TOTAL_KIB + SLOW_READERS * OUTPUT_FLOOR_KIB + SLACK_KIB
-    if programs.RUN_UNDER or sanitized(program(step).argv[-1]):
+    if programs.RUN_UNDER or programs.sanitized(program(step).argv[-1]):
         # make valgrind, or a build with AddressSanitizer: their own records
         # and red zones around each block the server allocates multiply its
         # resident memory (measured: 14-26 MiB).  Four times the bound is
