@@ -15,19 +15,13 @@ import os
 
 import pytest
 
-from tests import ROOT
 from tests.lib.programs import explain
-from tests.tools import diagrams
-
-
-def _build_dir(steps_dir):
-    steps_dir = os.path.abspath(steps_dir)
-    return None if steps_dir == os.path.join(ROOT, "build") else steps_dir
+from tests.tools import diagrams, transcripts
 
 
 @pytest.mark.parametrize("scene", diagrams.SCENES, ids=[s.name for s in diagrams.SCENES])
 def test_the_diagram_shows_the_packets_that_happen(scene, private_lab, steps_dir):
-    build_dir = _build_dir(steps_dir)
+    build_dir = transcripts.build_dir_for(steps_dir)
     program = next(word for command in scene.commands for word in command.split()
                    if word.startswith("build/"))
     if build_dir and not os.access(os.path.join(build_dir, program[len("build/"):]), os.X_OK):
@@ -84,5 +78,5 @@ def test_a_picture_of_other_packets_is_caught(tmp_path, private_lab, steps_dir):
 
     wrong = Wrong(real.name, real.lesson, real.title, real.commands, real.sides, real.needs)
     assert diagrams.svg_sequence(str(svg)) != diagrams.svg_sequence(real.svg_path)
-    status, message = diagrams.check(wrong, _build_dir(steps_dir))
+    status, message = diagrams.check(wrong, transcripts.build_dir_for(steps_dir))
     assert status == "differs" and "[R.]" in message and "[F.]" in message, (status, message)

@@ -46,16 +46,11 @@ def _transcript(lesson, first_command):
     return found[0]
 
 
-def _build_dir(steps_dir):
-    steps_dir = os.path.abspath(steps_dir)
-    return None if steps_dir == os.path.join(ROOT, "build") else steps_dir
-
-
 @pytest.fixture
 def terminal(private_lab, steps_dir):
     if not private_lab.remote:
         pytest.skip(f"the lab has no second computer here: {private_lab.reason}")
-    opened = typist.start(_build_dir(steps_dir))
+    opened = typist.start(transcripts.build_dir_for(steps_dir))
     yield opened
     opened.close()
 
@@ -91,7 +86,7 @@ def test_a_transcript_typed_by_hand_shows_what_the_lesson_shows(lesson, first, t
                                                                    steps_dir):
     transcript = _transcript(lesson, first)
     report = typist.differences(typist.type_transcript(terminal, transcript,
-                                                       _build_dir(steps_dir)))
+                                                       transcripts.build_dir_for(steps_dir)))
     assert not report, explain(
         lesson, f"python3 -m tests.tools.typist docs/{lesson}.md:{transcript.first_line}",
         f"typed by hand in make lab, the transcript at {transcript.name} should show what "
@@ -102,7 +97,7 @@ def test_a_transcript_typed_by_hand_shows_what_the_lesson_shows(lesson, first, t
 
 
 def test_lab_reset_ends_the_servers_and_the_time_wait(terminal, steps_dir):
-    build = (_build_dir(steps_dir) or "build").rstrip("/")
+    build = (transcripts.build_dir_for(steps_dir) or "build").rstrip("/")
     typed = [f"{build}/05_accept 127.0.0.1 7777 &",
              "printf 'hi\\n' | nc -N 127.0.0.1 7777",
              "ss -Htan state time-wait | wc -l"]
@@ -128,9 +123,9 @@ def test_lab_reset_ends_the_servers_and_the_time_wait(terminal, steps_dir):
 def test_leaving_leaves_nothing_behind(private_lab, steps_dir):
     if not private_lab.remote:
         pytest.skip(f"the lab has no second computer here: {private_lab.reason}")
-    build = (_build_dir(steps_dir) or "build").rstrip("/")
+    build = (transcripts.build_dir_for(steps_dir) or "build").rstrip("/")
     ours = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("net", "mnt", "pid")}
-    terminal = typist.start(_build_dir(steps_dir))
+    terminal = typist.start(transcripts.build_dir_for(steps_dir))
     try:
         for command in (f"{build}/05_accept '*' 7777 &",
                         "other 'nc -d 198.51.100.1 7777 > /dev/null &'",

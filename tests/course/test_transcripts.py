@@ -48,7 +48,7 @@ def _build_dir(steps_dir, transcript):
         reason = why_not_built(steps_dir, name)
         if reason:   # make skipped it here (step 9 without liburing)
             pytest.skip(f"{transcript.name} runs build/{name}, which was not built: {reason}")
-    if steps_dir == os.path.join(ROOT, "build"):
+    if transcripts.build_dir_for(steps_dir) is None:
         return None
     for name in names:
         if not os.access(os.path.join(steps_dir, name), os.X_OK):

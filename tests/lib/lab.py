@@ -189,6 +189,18 @@ def _os_error(call):
     return OSError(errnum, f"{call}: {os.strerror(errnum)}")
 
 
+def map_root(uid, gid):
+    """In a user namespace the calling process has just made: be its root,
+    as uid and gid, who were outside it (user_namespaces(7); setgroups must
+    be denied before an unprivileged process may write gid_map)."""
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
 def _run(argv):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     if result.returncode != 0:
@@ -320,12 +332,7 @@ class Lab:
         uid, gid = os.getuid(), os.getgid()
         if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0:
             self._top = True
-            with open("/proc/self/setgroups", "w") as f:
-                f.write("deny")
-            with open("/proc/self/uid_map", "w") as f:
-                f.write(f"0 {uid} 1")
-            with open("/proc/self/gid_map", "w") as f:
-                f.write(f"0 {gid} 1")
+            map_root(uid, gid)
         elif _libc.unshare(CLONE_NEWNET | CLONE_NEWNS) != 0:
             # Root already: real root where user namespaces are off, or a
             # process inside a lab's user namespace that has threads (a

@@ -282,9 +282,10 @@ def parse_run(scene, lines):
     return packets, calls, time_wait
 
 
-def endpoints(scene, packets, calls):
-    """{(address, port): side name}: the server is the endpoint on PORT;
-    each client's port comes from its own connect() (the order of `sides`)."""
+def endpoints(scene, packets):
+    """{(address, port): side name}: the server is the endpoint on PORT; the
+    clients are the other endpoints, named in the order of `sides` as their
+    first packets come (the scenes start their clients one after another)."""
     names = {}
     clients = [side for side, _ in scene.sides if side != "server"]
     ports = []
@@ -299,9 +300,9 @@ def endpoints(scene, packets, calls):
     return names
 
 
-def sequence(scene, packets, calls=()):
+def sequence(scene, packets):
     """[(from side, to side, flags)]: what the check compares."""
-    names = endpoints(scene, packets, calls)
+    names = endpoints(scene, packets)
     return [(names.get(p.source, "?"), names.get(p.destination, "?"), p.flags) for p in packets]
 
 
@@ -417,7 +418,7 @@ def settle_returns(calls, packets, names):
 
 
 def render_svg(scene, packets, calls, time_wait):
-    names = endpoints(scene, packets, calls)
+    names = endpoints(scene, packets)
     settle_returns(calls, packets, names)
     sides = [side for side, _ in scene.sides]
     x_of = {side: MARGIN + i * COLUMN for i, side in enumerate(sides)}

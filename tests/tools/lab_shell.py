@@ -39,9 +39,9 @@ is you outside it: a file you write belongs to you.
 
 import argparse
 import atexit
-import ctypes
 import os
 import signal
+import subprocess
 import sys
 
 from tests import ROOT
@@ -49,8 +49,8 @@ from tests.lib import lab as lab_module
 
 TOOLS = os.path.join(ROOT, "tests", "tools", "lab")
 RESET_STATUS = 75        # PID 1's exit status after `lab reset`: start again
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 
 BANNER = ("lab: this computer is 198.51.100.1 (and loopback); `other COMMAND` runs COMMAND on "
@@ -58,12 +58,7 @@ BANNER = ("lab: this computer is 198.51.100.1 (and loopback); `other COMMAND` ru
           "Ctrl-D or `exit` leaves, ending everything started here; `lab reset` starts afresh; "
           "`lab help` says more.")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _fail(call):
-    errnum = ctypes.get_errno()
-    return OSError(errnum, f"{call}: {os.strerror(errnum)}")
+_libc = lab_module._libc
 
 
 def _die_with_parent():
@@ -90,7 +85,7 @@ def _pid_one(options):
     _die_with_parent()
     _libc.prctl(PR_SET_NAME, b"lab", 0, 0, 0)   # what ps shows, and how `lab reset` knows us
     try:
-        lab_module._mount("none", "/", flags=MS_REC | MS_PRIVATE)
+        lab_module._mount("none", "/", flags=lab_module.MS_REC | lab_module.MS_PRIVATE)
         lab_module._mount("proc", "/proc", fstype="proc", flags=MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as error:
         print(f"make lab: cannot mount a /proc of the lab's own ({error}); a container "
@@ -118,7 +113,6 @@ def _pid_one(options):
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGHUP, on_stop)
     print(BANNER, flush=True)
-    import subprocess   # after the signal handlers: no thread, no surprise
     shell = subprocess.Popen(["bash", "--rcfile", os.path.join(TOOLS, "bashrc"), "-i"],
                              cwd=ROOT, env=_shell_environment(lab, options.build_dir))
     # Every orphan of the namespace becomes our child: reap them all until
@@ -139,16 +133,12 @@ def _round(options):
     """One lab, in a child: its user and PID namespaces, and PID 1 in them."""
     _die_with_parent()
     uid, gid = os.getuid(), os.getgid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS) != 0:
+    if _libc.unshare(lab_module.CLONE_NEWUSER | CLONE_NEWPID | lab_module.CLONE_NEWNS) != 0:
         print("make lab: " + lab_module.NO_USER_NAMESPACES.format(
-            error=_fail("unshare(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)")), file=sys.stderr)
+            error=lab_module._os_error("unshare(CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)")),
+            file=sys.stderr)
         return 1
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"0 {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"0 {gid} 1")
+    lab_module.map_root(uid, gid)
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:

@@ -599,6 +599,13 @@ class Runner:
                     job.wait()
 
 
+def build_dir_for(steps_dir):
+    """The --build-dir for programs built into steps_dir: None when that is
+    the repository's build/, which the commands name as they are."""
+    steps_dir = os.path.abspath(steps_dir)
+    return None if steps_dir == os.path.join(ROOT, "build") else steps_dir
+
+
 def run_in_fresh_lab(entries, build_dir=None, timeout=120, hosts=DEFAULT_HOSTS, needs=()):
     """Run a transcript's commands in a new process and a new lab, whose
     /etc/hosts is the lab's file `hosts`, where it has what `needs` names.

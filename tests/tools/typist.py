@@ -93,14 +93,8 @@ class Terminal:
         found down from the window's first process through /proc."""
         top = int(self._tmux(["display-message", "-p", "#{pane_pid}"]).strip())
         children = {}
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/stat") as f:
-                        parent = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue   # it ended while we looked
-                children.setdefault(parent, []).append(int(name))
+        for pid, (parent, _) in transcripts._process_table().items():
+            children.setdefault(parent, []).append(pid)
         found, todo = [], [top]
         while todo:
             pid = todo.pop()
