@@ -127,6 +127,20 @@ def test_a_wrong_transcript_is_caught(tmp_path, private_lab):
     assert status == "differs" and "- hallo" in diff and "+ hello" in diff, diff
 
 
+def test_a_job_number_that_is_a_race_is_refused(tmp_path, private_lab):
+    """After `kill %1`, the next job is %2 or %1, as bash has noticed the
+    first one's end or not: typed by hand, `kill %2` then fails one time in
+    some.  The runner refuses that number and takes `kill %%`."""
+    start = "$ sh -c 'echo {0}; exec sleep 30' &\n{0}\n"
+    raced = _scratch_lesson(tmp_path, start.format("one") + "$ kill %1\n"
+                            + start.format("two") + "$ kill %2\n")
+    status, message = transcripts.check_transcript(raced)
+    assert status == "failed" and "kill %%" in message, (status, message)
+    sure = _scratch_lesson(tmp_path, start.format("one") + "$ kill %1\n"
+                           + start.format("two") + "$ kill %%\n")
+    assert transcripts.check_transcript(sure) == ("ok", "")
+
+
 def test_a_transcript_runs_under_the_hosts_file_its_marker_names(tmp_path, private_lab):
     for marker, hosts in (("<!-- transcript -->", "stock"),
                           ("<!-- transcript hosts=ipv4-only -->", "ipv4-only")):

@@ -55,8 +55,10 @@ by --update.  `hosts=` comes first where a marker has both.
   more than the highest number of the jobs bash still lists (%1 when
   none).  bash forgets a finished job at the first prompt after it
   ended, and a job ended by `kill %N` ends just after the prompt that
-  follows, so it is still listed during the next command: `kill %1`
-  then `build/... &` makes job %2.  `kill %%` is the newest job.  The tool
+  follows, so it is usually still listed during the next command: `kill
+  %1` then `build/... &` makes job %2, or %1 when bash noticed the end
+  first.  Such a job's number is a race, and the runner refuses it: write
+  `kill %%` (the newest job) for it.  The tool
   waits for its first line of output, then for quiet, so a server's
   "listening on" line always shows right under it.  A background command
   must print something when ready (every server step does).
@@ -432,6 +434,7 @@ class Runner:
         self.job_numbers = []           # each one's %N, numbered as bash numbers them
         self.killed_now = set()         # jobs the previous command ended with kill %N
         self.in_table = set()           # jobs bash still lists (indexes into jobs)
+        self.job_raced = []             # each one's number depends on a race (_start_job)
         # A normal user's PATH (Debian's, without /usr/sbin and /sbin), whoever
         # runs this: a lesson's command must work from a learner's shell.
         self.env = dict(os.environ, LC_ALL="C", TERM="dumb", PATH=USER_PATH)
@@ -508,6 +511,11 @@ class Runner:
         # same job with %N: one more than the highest of the jobs bash still
         # lists (in_table; _update_table() says which).
         listed = [self.job_numbers[i] for i in self.in_table]
+        # A listed job that has ended was ended by the command just before
+        # (`kill %N`): whether bash forgets it before this command or after
+        # is a race between its exit and bash's prompt, so this job's number
+        # is one of two.  _stop_job() refuses it by number: `kill %%` is sure.
+        self.job_raced.append(any(self.jobs[i][0].poll() is not None for i in self.in_table))
         self.in_table.add(len(self.jobs))
         self.jobs.append((job, terminal))
         self.job_numbers.append(max(listed) + 1 if listed else 1)
@@ -531,11 +539,16 @@ class Runner:
                          if self.jobs[i][0].poll() is None or i in self.killed_now}
         self.killed_now = set()
 
-    def _stop_job(self, number, sig, command):
+    def _stop_job(self, number, sig, command, by_number=True):
         mine = [i for i in sorted(self.in_table)
                 if number == "current" or self.job_numbers[i] == number]
         if not mine:
             raise RuntimeError(f"`{command}`: there is no job %{number}")
+        if by_number and number != "current" and self.job_raced[mine[-1]]:
+            raise RuntimeError(
+                f"`{command}`: job %{number} started right after a `kill %N`, and its "
+                "number depends on whether bash had noticed that job's end before (a "
+                "race a learner's terminal loses or wins): write `kill %%`, the newest job")
         job = self.jobs[mine[-1]][0]   # %% and %+: the newest job bash lists
         self.killed_now.add(mine[-1])
         if job.poll() is None:
@@ -578,7 +591,8 @@ class Runner:
                 outputs.append(self._take())
             for number, (job, _) in zip(self.job_numbers, self.jobs):
                 if job.poll() is None:
-                    self._stop_job(number, signal.SIGTERM, f"(end of transcript) kill %{number}")
+                    self._stop_job(number, signal.SIGTERM, f"(end of transcript) kill %{number}",
+                                   by_number=False)
                     last_words = self._take()
                     if last_words:
                         raise RuntimeError(
